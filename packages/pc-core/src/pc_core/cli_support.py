@@ -1,0 +1,67 @@
+"""What every pocket-coffea command shares: logging set-up and user-error handling."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from .errors import PocketCoffeaError
+
+DEBUG_ENV = "POCKET_COFFEA_DEBUG"
+LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def setup_logging(level: str = "INFO", logfile: str | os.PathLike | None = None) -> None:
+    """Send logs to the console through rich and, if given, to a plain log file."""
+    level = level.upper()
+    if level not in LOGLEVELS:
+        raise PocketCoffeaError(f"Unknown log level {level!r}; accepted: {', '.join(LOGLEVELS)}")
+    handlers: list[logging.Handler] = [
+        RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=level == "DEBUG")
+    ]
+    if logfile is not None:
+        file_handler = logging.FileHandler(logfile)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        file_handler.setLevel(logging.DEBUG)
+        handlers.append(file_handler)
+    logging.basicConfig(level=level, handlers=handlers, format="%(message)s", force=True)
+    if level == "DEBUG":
+        os.environ[DEBUG_ENV] = "1"
+
+
+def _debug_requested(argv: Sequence[str]) -> bool:
+    if os.environ.get(DEBUG_ENV):
+        return True
+    for flag in ("-ll", "--loglevel"):
+        for i, arg in enumerate(argv):
+            if arg == flag and i + 1 < len(argv) and argv[i + 1].upper() == "DEBUG":
+                return True
+            if arg.startswith(flag + "=") and arg.split("=", 1)[1].upper() == "DEBUG":
+                return True
+    return False
+
+
+def run_cli(command: click.Command | Callable, argv: Sequence[str] | None = None, prog_name: str | None = None) -> None:
+    """Invoke a click command; user errors become one red line and exit code 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Abort:
+        Console(stderr=True).print("[red]Aborted.[/red]")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except PocketCoffeaError as exc:
+        if _debug_requested(argv):
+            raise
+        Console(stderr=True).print(f"[bold red]Error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,29 @@
+"""The one exception root for user errors.
+
+The CLI prints the message of a ``PocketCoffeaError`` without a traceback (unless the log
+level is DEBUG) and exits non-zero; anything else is a bug and keeps its traceback.
+"""
+
+
+class PocketCoffeaError(Exception):
+    """An error caused by the user's input: a config, a YAML/JSON file, an option value."""
+
+
+class ConfigError(PocketCoffeaError):
+    """The analysis configuration (``Configurator``) is invalid."""
+
+
+class DatasetError(PocketCoffeaError):
+    """A dataset/fileset JSON is missing, malformed or filtered down to nothing."""
+
+
+class RunOptionsError(PocketCoffeaError):
+    """A run option is unknown or has the wrong type."""
+
+
+class ExecutorError(PocketCoffeaError):
+    """An unknown executor/site, or a custom executor module that cannot be used."""
+
+
+class OutputError(PocketCoffeaError):
+    """A ``.coffea`` output is missing, unreadable or lacks the expected keys."""
