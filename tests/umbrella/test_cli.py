@@ -1,0 +1,42 @@
+import subprocess
+import sys
+
+from importlib.metadata import entry_points
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-c", "from pocket_coffea.cli import main; main()", *args],
+        capture_output=True, text=True,
+    )
+
+
+def test_banner_shows_version_and_docs():
+    result = run_cli()
+    assert result.returncode == 0, result.stderr
+    assert "Running pocket-coffea version 0.1.0" in result.stdout
+    assert "docs/index.md" in result.stdout
+    assert "--help" in result.stdout
+
+
+def test_version_lists_all_six_packages():
+    result = run_cli("-v")
+    assert result.returncode == 0, result.stderr
+    for dist in ("pocket-coffea", "pc-core", "pc-run", "pc-jobs", "pc-datasets", "pc-plots"):
+        assert dist in result.stdout
+    assert "not installed" not in result.stdout
+
+
+def test_help_lists_every_registered_command():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    names = {ep.name for ep in entry_points(group="pocket_coffea.commands")}
+    assert names, "no package registered a command"
+    for name in names:
+        assert name in result.stdout
+
+
+def test_unknown_command_fails():
+    result = run_cli("no-such-command")
+    assert result.returncode != 0
+    assert "no-such-command" in result.stderr
