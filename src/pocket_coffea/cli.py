@@ -51,7 +51,13 @@ class PluginGroup(click.Group):
         if command is not None:
             return command
         ep = self._entry_points().get(name)
-        return ep.load() if ep is not None else None
+        if ep is None:
+            return None
+        try:
+            return ep.load()
+        except ImportError as exc:  # a package half-installed must not break the whole CLI
+            Console(stderr=True).print(f"[yellow]Warning:[/yellow] command {name!r} ({ep.value}) cannot be loaded: {exc}")
+            return None
 
 
 def print_banner(console: Console) -> None:

@@ -1,0 +1,1 @@
+"""pc-datasets: build filesets from Rucio, choose replicas by site, rewrite redirectors."""

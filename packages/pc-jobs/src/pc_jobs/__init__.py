@@ -1,0 +1,1 @@
+"""pc-jobs: HTCondor manual-job executors, job monitoring and output merging."""
