@@ -64,7 +64,7 @@ def print_banner(console: Console) -> None:
     console.print(BANNER, style="bold cyan", highlight=False)
     console.print(f"Running pocket-coffea version {installed_versions()['pocket-coffea']}")
     console.print(f"- Documentation:   {DOCS_DIR / 'index.md'}")
-    console.print(f"- User guide:      {DOCS_DIR / 'user-guide.md'}")
+    console.print(f"- Running:         {DOCS_DIR / 'running.md'}")
     console.print(f"- CLI reference:   {DOCS_DIR / 'cli.md'}")
     console.print("\nRun with --help for the list of available commands")
 
