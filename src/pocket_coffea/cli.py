@@ -85,3 +85,7 @@ def cli(ctx: click.Context, show_version: bool) -> None:
 
 def main() -> None:
     run_cli(cli, prog_name="pocket-coffea")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Throughput of the demo analysis against uproot's raw read of the same branches.
+
+Builds an input of >= 1M events by replicating the real ``nano_dy.root`` events (only the
+branches the demo reads, LZMA-compressed like production NanoAOD) in a temporary folder,
+then measures in one run:
+
+- uproot alone reading and decompressing those branches (events/s),
+- ``pocket-coffea run`` of the demo analysis with ``iterative`` and ``futures -s 2``
+  (events/s over the processing phase, from the run's processing report, and over the
+  whole command),
+- the ratios against the targets (iterative >= 60% of raw read; futures -s 2 >= 1.7x
+  iterative) and the peak resident memory of any process of each run.
+
+    .venv/bin/python benchmarks/throughput.py [--events 1000000] [--keep DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import uproot
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO.parent / "shared" / "data" / "nanoaod" / "nano_dy.root"
+CONFIG = REPO / "examples" / "dilepton" / "config.py"
+PREFIXES = ("Muon_", "Electron_", "Jet_", "MET_")
+SCALARS = (
+    "run", "luminosityBlock", "event", "genWeight", "PV_npvs",
+    "HLT_IsoMu24", "HLT_Mu17_TrkIsoVVL_Mu8_TrkIsoVVL_DZ_Mass3p8", "HLT_Ele32_WPTight_Gsf",
+)
+COLLECTIONS = ("Muon", "Electron", "Jet")
+
+
+def selected_branches(tree) -> list[str]:
+    names = [n for n in tree.keys() if n.startswith(PREFIXES) or n in SCALARS]
+    return names + [f"n{c}" for c in COLLECTIONS]
+
+
+def build_input(target: Path, n_events: int) -> int:
+    """Write ``n_events`` (rounded up to whole copies) replicated nano_dy events, LZMA level 9."""
+    source = uproot.open(SOURCE)["Events"]
+    flat = [n for n in selected_branches(source) if not n.startswith(tuple(f"{c}_" for c in COLLECTIONS))]
+    flat = [n for n in flat if n not in {f"n{c}" for c in COLLECTIONS}]
+    arrays = source.arrays(flat, library="np")
+    jagged = {c: source.arrays([n for n in source.keys() if n.startswith(c + "_")], library="ak") for c in COLLECTIONS}
+    copies_per_batch = max(1, 100_000 // source.num_entries)
+    copies = -(-n_events // source.num_entries)
+    written = 0
+    with uproot.recreate(target, compression=uproot.LZMA(9)) as out:
+        def batch(ncopies: int) -> dict:
+            data = {name: np.tile(values, ncopies) for name, values in arrays.items()}
+            for coll, table in jagged.items():
+                rep = ak.concatenate([table] * ncopies)
+                data[coll] = ak.zip({f[len(coll) + 1:]: rep[f] for f in table.fields})
+            return data
+        remaining = copies
+        while remaining > 0:
+            ncopies = min(copies_per_batch, remaining)
+            data = batch(ncopies)
+            if "Events" not in out:
+                out["Events"] = data
+            else:
+                out["Events"].extend(data)
+            written += ncopies * source.num_entries
+            remaining -= ncopies
+    return written
+
+
+def raw_read_rate(path: Path) -> tuple[float, int]:
+    tree = uproot.open(path)["Events"]
+    start = time.perf_counter()
+    total = 0
+    for batch in tree.iterate(tree.keys(), step_size="100 MB", library="ak"):
+        total += len(batch)
+    return total / (time.perf_counter() - start), total
+
+
+def run_demo(fileset: Path, outdir: Path, executor: list[str]) -> dict:
+    env = dict(os.environ, POCKET_COFFEA_DEMO_FILESET=str(fileset))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pocket_coffea.cli", "run", "--cfg", str(CONFIG), "-o", str(outdir), *executor],
+        env=env, check=True, stdout=subprocess.DEVNULL,
+    )
+    wall = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    report = json.loads((outdir / "processing_report.json").read_text())
+    return {"wall": wall, "report": report, "peak_mb": max(peak_kb, before) / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--keep", help="folder to keep the input and outputs in (default: a temporary one)")
+    args = parser.parse_args()
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pc-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        data = work / "nano_dy_replicated.root"
+        if not data.exists():
+            t0 = time.perf_counter()
+            n = build_input(data, args.events)
+            print(f"built {n} events in {time.perf_counter() - t0:.0f} s ({data.stat().st_size / 1e6:.0f} MB, LZMA 9)")
+        n_events = uproot.open(data)["Events"].num_entries
+        fileset = work / "fileset.json"
+        fileset.write_text(json.dumps({"DYJetsToLL_M-50_2018": {"files": [str(data)], "metadata": {
+            "sample": "DYJetsToLL_M-50", "year": "2018", "isMC": True, "xsec": 6077.22, "nevents": n_events}}}))
+
+        raw_rate, _ = raw_read_rate(data)
+        results = {}
+        for label, executor in (("iterative", ["-e", "iterative"]), ("futures -s 2", ["-e", "futures", "-s", "2"])):
+            outdir = work / f"out-{executor[1]}"
+            shutil.rmtree(outdir, ignore_errors=True)
+            results[label] = run_demo(fileset, outdir, executor)
+
+        print(f"\ninput: {n_events} events, {len(selected_branches(uproot.open(data)['Events']))} branches")
+        print(f"uproot raw read + decompress: {raw_rate:,.0f} events/s")
+        for label, res in results.items():
+            processing = res["report"]["totals"]
+            rate = processing["events"] / processing["processing_seconds"]
+            res["rate"] = rate
+            print(f"{label:>13}: {rate:,.0f} events/s processing, {n_events / res['wall']:,.0f} events/s whole command "
+                  f"({res['wall']:.1f} s), peak RSS {res['peak_mb']:.0f} MB")
+        iterative, futures = results["iterative"]["rate"], results["futures -s 2"]["rate"]
+        print(f"\niterative / raw read      = {iterative / raw_rate:.2f}   (target >= 0.60)")
+        print(f"futures -s 2 / iterative  = {futures / iterative:.2f}   (target >= 1.70)")
+        print(f"peak memory per worker    = {max(r['peak_mb'] for r in results.values()):.0f} MB (target < 2048 MB)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

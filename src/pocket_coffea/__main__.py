@@ -1,0 +1,3 @@
+from pocket_coffea.cli import main
+
+main()
