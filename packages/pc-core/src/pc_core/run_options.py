@@ -1,0 +1,497 @@
+"""Run options: packaged defaults, custom YAML and command-line overrides, validated.
+
+The options are layered (later wins)::
+
+    general  ->  executor@site section  ->  --custom-run-options YAML  ->  CLI flags
+
+and every layer is checked against one schema, so a typo or a wrong type is reported with
+the file (or "command line") it came from, the key, the value and what is accepted.
+Keys are kebab-case, as in the user documentation (docs/run-options.md).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ExecutorError, RunOptionsError
+
+DEFAULTS_RESOURCE = "data/run_options_defaults.yaml"
+GENERAL_SECTION = "general"
+CLI_SOURCE = "command line"
+JOBQUEUE_SYSTEMS = ("local", "htcondor", "slurm", "gateway", "external")
+
+_SIZE_RE = re.compile(r"^\s*\d+(\.\d+)?\s*([kKmMgGtTpP]i?)?[bB]\s*$")
+_EXECUTOR_PART_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+# ----------------------------------------------------------------------------------------
+# Schema
+# ----------------------------------------------------------------------------------------
+
+Check = Callable[[Any], "str | None"]
+"""A value check: returns None when the value is fine, else what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One known run option: what it accepts (for messages) and how to check it."""
+
+    expected: str
+    check: Check
+    description: str
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_check(minimum: int | None = None, maximum: int | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        if not _is_int(value):
+            return "not an integer"
+        if minimum is not None and value < minimum:
+            return f"smaller than {minimum}"
+        if maximum is not None and value > maximum:
+            return f"larger than {maximum}"
+        return None
+
+    return check
+
+
+def _optional(check: Check) -> Check:
+    def optional(value: Any) -> str | None:
+        return None if value is None else check(value)
+
+    return optional
+
+
+def _bool_check(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "not a boolean (true/false)"
+
+
+def _str_check(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "not a string"
+    return None if value.strip() else "an empty string"
+
+
+def _size_check(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return None if value > 0 else "not positive"
+    if isinstance(value, str):
+        return None if _SIZE_RE.match(value) else "not a size such as '2GB' or '500MB'"
+    return "neither a size string nor a number of GB"
+
+
+def _duration_check(value: Any) -> str | None:
+    if _is_int(value):
+        return None if value >= 0 else "negative"
+    return _str_check(value)
+
+
+def _str_list_check(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return "not a list"
+    for item in value:
+        if not isinstance(item, str):
+            return f"list item {item!r} is not a string"
+    return None
+
+
+def _choice_check(choices: tuple[str, ...]) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"not one of {', '.join(choices)}"
+
+    return check
+
+
+def _job_name_check(value: Any) -> str | None:
+    problem = _str_check(value)
+    if problem:
+        return problem
+    return "contains a path separator" if "/" in value or value in {".", ".."} else None
+
+
+def _per_sample_int_check(value: Any) -> str | None:
+    """An int > 0, or ``{"default": int > 0, sample: int > 0, ...}``."""
+    if _is_int(value):
+        return None if value > 0 else "not positive"
+    if isinstance(value, Mapping):
+        if not value:
+            return "an empty mapping"
+        for sample, budget in value.items():
+            if not isinstance(sample, str):
+                return f"key {sample!r} is not a sample name (string)"
+            if not _is_int(budget) or budget <= 0:
+                return f"entry {sample!r}: {budget!r} is not an integer > 0"
+        return None
+    return "neither an integer nor a mapping {sample: integer}"
+
+
+def _group_samples_check(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return "not a mapping {group: [sample, ...]}"
+    if not value:
+        return "an empty mapping"
+    owner: dict[str, str] = {}
+    for group, samples in value.items():
+        if not isinstance(group, str):
+            return f"group name {group!r} is not a string"
+        if not isinstance(samples, list) or not samples:
+            return f"group {group!r}: {samples!r} is not a non-empty list of sample names"
+        for sample in samples:
+            if not isinstance(sample, str):
+                return f"group {group!r}: sample {sample!r} is not a string"
+            if sample in owner and owner[sample] != group:
+                return f"sample {sample!r} is in two groups ({owner[sample]!r} and {group!r})"
+            owner[sample] = group
+    return None
+
+
+def _directives_check(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return "not a mapping {directive: value}"
+    for key, item in value.items():
+        if not isinstance(key, str):
+            return f"directive {key!r} is not a string"
+        if not isinstance(item, (str, int, float, bool)):
+            return f"directive {key!r}: {item!r} is not a string, number or boolean"
+    return None
+
+
+_POS_INT = "an integer > 0"
+_OPT_POS_INT = "an integer > 0 or null"
+_OPT_STR = "a string or null"
+_PER_SAMPLE = "an integer > 0 or a mapping {default: int, <sample>: int, ...} of integers > 0"
+_SIZE = "a size string such as '2GB', a number of GB, or null"
+
+SCHEMA: dict[str, KeySpec] = {
+    # general
+    "scaleout": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "workers, processes or jobs to use"),
+    "chunksize": KeySpec(_PER_SAMPLE, _per_sample_int_check, "events per chunk, or per-sample dict"),
+    "limit-files": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "process only the first N files per dataset"),
+    "limit-chunks": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "process only the first N chunks"),
+    "retries": KeySpec("an integer >= 0", _int_check(0), "retries of a failed chunk"),
+    "tree-reduction": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "fan-in of the dask tree reduction"),
+    "skip-bad-files": KeySpec("a boolean", _bool_check, "skip unreadable files instead of failing"),
+    "voms-proxy": KeySpec(_OPT_STR, _optional(_str_check), "path of the grid proxy"),
+    "ignore-grid-certificate": KeySpec("a boolean", _bool_check, "do not look for a grid proxy"),
+    "group-samples": KeySpec(
+        "a mapping {group: [sample, ...]} or null", _optional(_group_samples_check), "sample groups"
+    ),
+    "max-events-per-job": KeySpec(
+        _PER_SAMPLE + " or null", _optional(_per_sample_int_check), "event budget of a condor job"
+    ),
+    # sites: workers and batch system
+    "cores-per-worker": KeySpec(_POS_INT, _int_check(1), "cores of each worker/job"),
+    "mem-per-worker": KeySpec(_SIZE, _optional(_size_check), "memory of each worker/job"),
+    "disk-per-worker": KeySpec(_SIZE, _optional(_size_check), "disk of each worker/job"),
+    "worker-image": KeySpec(_OPT_STR, _optional(_str_check), "container image of the workers"),
+    "death-timeout": KeySpec(
+        "seconds (integer or string) or null", _optional(_duration_check), "worker timeout without scheduler"
+    ),
+    "queue": KeySpec(_OPT_STR, _optional(_str_check), "HTCondor JobFlavour or SLURM partition"),
+    "walltime": KeySpec(_OPT_STR, _optional(_str_check), "batch wall-time limit, e.g. '6:00:00'"),
+    "account": KeySpec(_OPT_STR, _optional(_str_check), "SLURM account/project"),
+    "adaptive": KeySpec("a boolean", _bool_check, "adapt the number of workers between 1 and scaleout"),
+    "performance-report": KeySpec("a boolean", _bool_check, "write a dask performance report"),
+    "custom-setup-commands": KeySpec(
+        "a list of strings or null", _optional(_str_list_check), "shell lines run before the worker"
+    ),
+    "conda-env": KeySpec("a boolean", _bool_check, "activate the current conda env on the workers"),
+    "local-virtualenv": KeySpec("a boolean", _bool_check, "activate the current virtualenv on the workers"),
+    "jobqueue-system": KeySpec(
+        "one of " + ", ".join(JOBQUEUE_SYSTEMS), _choice_check(JOBQUEUE_SYSTEMS), "how workers are started"
+    ),
+    "scheduler-address": KeySpec(_OPT_STR, _optional(_str_check), "address of an existing dask scheduler"),
+    "scheduler-port": KeySpec(
+        "an integer 0-65535 or null", _optional(_int_check(0, 65535)), "port of the dask scheduler"
+    ),
+    "dashboard-address": KeySpec(_OPT_STR, _optional(_str_check), "dask dashboard address, null: none"),
+    "gateway-address": KeySpec(_OPT_STR, _optional(_str_check), "dask-gateway address"),
+    "gateway-proxy-address": KeySpec(_OPT_STR, _optional(_str_check), "dask-gateway proxy address"),
+    "worker-extra-args": KeySpec(
+        "a list of strings or null", _optional(_str_list_check), "extra arguments of the worker command"
+    ),
+    "job-extra-directives": KeySpec(
+        "a mapping {directive: value} or null", _optional(_directives_check), "extra batch submit directives"
+    ),
+    "logs-dir": KeySpec(_OPT_STR, _optional(_str_check), "parsl log folder (relative: inside the output dir)"),
+    # condor manual jobs
+    "job-name": KeySpec("a folder name (string without '/')", _job_name_check, "sub-folder of jobs-dir"),
+    "jobs-dir": KeySpec(_OPT_STR, _optional(_str_check), "where the jobs folder goes; null: --outputdir"),
+    "split-by-category": KeySpec("a boolean", _bool_check, "split the output by category in each job"),
+    "eos-prefix": KeySpec(_OPT_STR, _optional(_str_check), "xrootd prefix used to copy outputs to EOS"),
+    "dry-run": KeySpec("a boolean", _bool_check, "prepare the jobs folder but do not submit"),
+    "max-retries": KeySpec("an integer >= 0 or null", _optional(_int_check(0)), "HTCondor retries of a job"),
+    "max-run-time": KeySpec(
+        "an integer > 0 (seconds) or null", _optional(_int_check(1)), "HTCondor MaxRuntime of a job"
+    ),
+    "notify-user": KeySpec(_OPT_STR, _optional(_str_check), "e-mail HTCondor notifies"),
+}
+
+
+def known_keys() -> list[str]:
+    """Every run-option key, in schema order."""
+    return list(SCHEMA)
+
+
+def _suggestion(key: str) -> str | None:
+    normalized = key.strip().lower().replace("_", "-").replace(" ", "-")
+    if normalized in SCHEMA:
+        return normalized
+    matches = difflib.get_close_matches(normalized, SCHEMA, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def validate_options(options: Any, source: str) -> dict[str, Any]:
+    """Check one layer of options against the schema; return a deep copy.
+
+    ``source`` names where the options come from (a file path, ``command line``, a
+    section of the packaged defaults) and starts every error message.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise RunOptionsError(
+            f"{source}: run options must be a mapping of option: value, got {type(options).__name__}"
+        )
+    for key, value in options.items():
+        spec = SCHEMA.get(key) if isinstance(key, str) else None
+        if spec is None:
+            hint = _suggestion(str(key))
+            message = f"{source}: unknown run option {str(key)!r}."
+            if hint:
+                message += f" Did you mean {hint!r}?"
+            else:
+                message += f" Known options: {', '.join(SCHEMA)}"
+            raise RunOptionsError(message)
+        problem = spec.check(value)
+        if problem is not None:
+            raise RunOptionsError(
+                f"{source}: run option {key!r} has invalid value {value!r} "
+                f"({type(value).__name__}, {problem}); expected {spec.expected}"
+            )
+    return copy.deepcopy(dict(options))
+
+
+# ----------------------------------------------------------------------------------------
+# YAML files
+# ----------------------------------------------------------------------------------------
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RunOptionsError(f"{source}: malformed YAML{where}: {problem}") from exc
+
+
+def read_options_file(path: str | Path) -> dict[str, Any]:
+    """Read and validate a custom run-options YAML (a flat mapping of option: value)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunOptionsError(
+            f"custom run options file {str(path)!r} does not exist or is not a file; "
+            "pass a YAML file with option: value lines"
+        )
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunOptionsError(f"{path}: cannot read the custom run options file: {exc}") from exc
+    return validate_options(_parse_yaml(text, str(path)), str(path))
+
+
+def defaults_path() -> str:
+    """Where the packaged defaults live (for messages and docs)."""
+    return str(files("pc_core").joinpath(DEFAULTS_RESOURCE))
+
+
+def load_defaults() -> dict[str, dict[str, Any]]:
+    """The packaged defaults, every section validated; a fresh copy each call."""
+    source = defaults_path()
+    data = _parse_yaml(files("pc_core").joinpath(DEFAULTS_RESOURCE).read_text(), source)
+    if not isinstance(data, Mapping) or GENERAL_SECTION not in data:
+        raise RunOptionsError(f"{source}: the packaged defaults need a mapping with a 'general' section")
+    return {name: validate_options(section, f"{source} [{name}]") for name, section in data.items()}
+
+
+def available_executors(defaults: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """Every executor string with a section in the defaults (``dask``, ``dask@lxplus``, ...)."""
+    sections = load_defaults() if defaults is None else defaults
+    return sorted((name for name in sections if name != GENERAL_SECTION), key=lambda s: (s.split("@")[0], s))
+
+
+def parse_executor(executor: str) -> tuple[str, str | None]:
+    """Split ``engine@site`` into ``(engine, site)``; ``site`` is None for local executors."""
+    if not isinstance(executor, str) or not executor.strip():
+        raise ExecutorError(f"executor must be a non-empty string like 'dask' or 'dask@lxplus', got {executor!r}")
+    parts = executor.strip().split("@")
+    if len(parts) > 2 or not all(_EXECUTOR_PART_RE.match(p) for p in parts):
+        raise ExecutorError(f"malformed executor string {executor!r}: expected 'engine' or 'engine@site'")
+    return parts[0], (parts[1] if len(parts) == 2 else None)
+
+
+# ----------------------------------------------------------------------------------------
+# RunOptions
+# ----------------------------------------------------------------------------------------
+
+
+class RunOptions(Mapping[str, Any]):
+    """The resolved, validated run options of one executor: a read-only mapping.
+
+    Keys are kebab-case.  Mutable values (dicts, lists) are handed out as copies, so the
+    options cannot change behind the back of whoever loaded them.  ``origin(key)`` says
+    which layer set a key.  Instances pickle (they travel inside condor job configs).
+    """
+
+    __slots__ = ("_data", "_executor", "_origins")
+
+    def __init__(self, data: Mapping[str, Any], executor: str, origins: Mapping[str, str] | None = None):
+        parse_executor(executor)
+        self._data = validate_options(data, f"run options of {executor!r}")
+        self._executor = executor
+        self._origins = {key: (origins or {}).get(key, "unknown") for key in self._data}
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._data[key]
+        return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"RunOptions(executor={self._executor!r}, {self._data!r})"
+
+    def __reduce__(self):
+        return (RunOptions, (self._data, self._executor, self._origins))
+
+    @property
+    def executor(self) -> str:
+        """The executor string the options were resolved for, e.g. ``dask@lxplus``."""
+        return self._executor
+
+    @property
+    def engine(self) -> str:
+        """The engine part of the executor string, e.g. ``dask``."""
+        return parse_executor(self._executor)[0]
+
+    @property
+    def site(self) -> str | None:
+        """The site part of the executor string, e.g. ``lxplus``; None for local executors."""
+        return parse_executor(self._executor)[1]
+
+    def origin(self, key: str) -> str:
+        """Which layer set ``key``: ``general``, the section name, a file path or ``command line``."""
+        if key not in self._data:
+            raise KeyError(key)
+        return self._origins[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain deep copy, e.g. to dump as YAML."""
+        return copy.deepcopy(self._data)
+
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = CLI_SOURCE) -> RunOptions:
+        """A new RunOptions with validated ``overrides`` on top (None values are ignored)."""
+        layer = validate_options(_drop_none(overrides, normalize=True), source)
+        data = {**self._data, **layer}
+        origins = {**self._origins, **{key: source for key in layer}}
+        return RunOptions(data, self._executor, origins)
+
+
+def _drop_none(overrides: Mapping[str, Any] | None, normalize: bool) -> dict[str, Any]:
+    """CLI layer: None means "flag not given"; click's snake_case names become kebab-case."""
+    if not overrides:
+        return {}
+    result = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if normalize and isinstance(key, str):
+            key = key.replace("_", "-")
+        result[key] = value
+    return result
+
+
+def load_run_options(
+    executor: str,
+    custom_options: str | Path | Mapping[str, Any] | None = None,
+    cli_overrides: Mapping[str, Any] | None = None,
+) -> RunOptions:
+    """Resolve the run options of ``executor`` (``engine`` or ``engine@site``).
+
+    Layers, later wins: packaged ``general`` -> the ``executor`` section -> the custom
+    options (a YAML path or a mapping) -> ``cli_overrides`` (None values mean "not given";
+    snake_case keys are accepted there).  Nothing passed in is modified.
+    """
+    parse_executor(executor)
+    executor = executor.strip()
+    defaults = load_defaults()
+    if executor not in defaults or executor == GENERAL_SECTION:
+        raise ExecutorError(
+            f"unknown executor {executor!r}; available executors: {', '.join(available_executors(defaults))}"
+        )
+    data: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+
+    def layer(values: Mapping[str, Any], source: str) -> None:
+        for key, value in values.items():
+            data[key] = value
+            origins[key] = source
+
+    layer(defaults[GENERAL_SECTION], GENERAL_SECTION)
+    layer(defaults[executor], executor)
+    if custom_options is not None:
+        if isinstance(custom_options, Mapping):
+            layer(validate_options(custom_options, "custom run options"), "custom run options")
+        else:
+            layer(read_options_file(custom_options), str(custom_options))
+    layer(validate_options(_drop_none(cli_overrides, normalize=True), CLI_SOURCE), CLI_SOURCE)
+    return RunOptions(data, executor, origins)
+
+
+def chunksize_for_sample(run_options_or_value: Mapping[str, Any] | int, sample: str) -> int:
+    """The chunksize of ``sample``: an int as is; a per-sample dict by sample, else ``default``.
+
+    Accepts a RunOptions (or a plain run-options dict with a ``chunksize`` key), or the
+    chunksize value itself.
+    """
+    value: Any = run_options_or_value
+    if isinstance(value, RunOptions) or (
+        isinstance(value, Mapping) and "chunksize" in value and not all(_is_int(v) for v in value.values())
+    ):
+        value = value["chunksize"]
+    return per_sample_value(value, sample, "chunksize")
+
+
+def per_sample_value(value: Any, sample: str, key: str) -> int:
+    """Resolve an ``int | {default: int, sample: int}`` option for one sample."""
+    problem = _per_sample_int_check(value)
+    if problem is not None:
+        raise RunOptionsError(f"run option {key!r} has invalid value {value!r} ({problem}); expected {_PER_SAMPLE}")
+    if _is_int(value):
+        return value
+    if sample in value:
+        return value[sample]
+    if "default" in value:
+        return value["default"]
+    raise RunOptionsError(
+        f"run option {key!r} has no entry for sample {sample!r} and no 'default'; "
+        f"keys present: {', '.join(map(str, value))}. Add '{sample}: <int>' or 'default: <int>'."
+    )
