@@ -39,6 +39,17 @@ class Cut:
     def __repr__(self) -> str:
         return f"Cut({self.name!r}, params={dict(self.params)!r})"
 
+    # A Cut is immutable, so copies are the object itself; this also keeps the frozen
+    # ``params`` (a mappingproxy, which neither deepcopy nor pickle handle) out of the way.
+    def __copy__(self) -> Cut:
+        return self
+
+    def __deepcopy__(self, memo) -> Cut:
+        return self
+
+    def __reduce__(self):
+        return (type(self), (self.name, self.function, dict(self.params), self.collection))
+
 
 def _passthrough(events, params, **context):
     return np.ones(len(events), dtype=bool)

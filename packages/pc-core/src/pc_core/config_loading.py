@@ -1,0 +1,177 @@
+"""Load a configuration: a ``.py`` file exposing ``cfg`` (executed by path) or a pickled Configurator.
+
+A config is executed as a fresh module with its own folder temporarily first on ``sys.path``,
+so that it can ``import`` sibling modules (cuts, workflow). Afterwards ``sys.path`` is
+restored, the current directory was never changed, and the config module and the sibling
+modules it imported are taken out of ``sys.modules`` again (any module they shadowed is put
+back). Two configs from different folders can therefore both have a ``cuts.py``.
+
+Those modules are registered with ``cloudpickle.register_pickle_by_value`` while they are
+imported; as they are then no longer importable by name, cloudpickle also pickles their
+functions and classes (cuts, weights, the workflow) by value, which is what lets the
+configurator be unpickled in a fresh process, on a worker or in a condor job, where the config
+folder is not on ``sys.path``.
+"""
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import cloudpickle
+
+from .errors import ConfigError, PocketCoffeaError
+
+if TYPE_CHECKING:
+    from .configurator import Configurator
+
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+PYTHON_SUFFIXES = (".py",)
+
+CONFIG_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("pc_core_config_dir", default=None)
+"""The folder of the config file being executed; Configurators built meanwhile use it as base_dir."""
+
+
+def _module_name_for(path: Path) -> str:
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    return f"_pocket_coffea_config_{stem}_{digest}"
+
+
+def _is_under(module: ModuleType, folder: Path) -> bool:
+    filename = getattr(module, "__file__", None)
+    if not filename:
+        return False
+    try:
+        return Path(filename).resolve().is_relative_to(folder)
+    except (OSError, ValueError):
+        return False
+
+
+def _local_module_names(folder: Path) -> set[str]:
+    """Top-level module names a config in ``folder`` could import from its folder."""
+    names: set[str] = set()
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return names
+    for entry in entries:
+        if entry.suffix == ".py":
+            names.add(entry.stem)
+        elif entry.is_dir() and (entry / "__init__.py").exists():
+            names.add(entry.name)
+    return names
+
+
+@contextmanager
+def _config_import_scope(folder: Path) -> Iterator[list[ModuleType]]:
+    """Make ``folder`` importable while the block runs; collect the modules imported from it.
+
+    On exit ``sys.path`` is restored, the collected modules are registered for pickling by
+    value and removed from ``sys.modules``, and modules they shadowed are restored.
+    """
+    local_names = _local_module_names(folder)
+    shadowed: dict[str, ModuleType] = {}
+    for name in list(sys.modules):
+        if name.split(".")[0] in local_names and not _is_under(sys.modules[name], folder):
+            shadowed[name] = sys.modules.pop(name)
+    before = set(sys.modules)
+    sys.path.insert(0, str(folder))
+    imported: list[ModuleType] = []
+    try:
+        yield imported
+    finally:
+        try:
+            sys.path.remove(str(folder))
+        except ValueError:
+            pass
+        new_names = [name for name in sys.modules if name not in before]
+        for name in new_names:
+            module = sys.modules[name]
+            if _is_under(module, folder):
+                imported.append(module)
+        for module in imported:
+            if module.__name__.split(".")[0] == module.__name__:
+                try:
+                    cloudpickle.register_pickle_by_value(module)
+                except ValueError:
+                    pass
+        for module in imported:
+            sys.modules.pop(module.__name__, None)
+        sys.modules.update(shadowed)
+
+
+def _execute_config_module(path: Path) -> ModuleType:
+    """Execute the config file as a new module and return it (see the module docstring)."""
+    name = _module_name_for(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{path}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    token = CONFIG_DIR.set(path.parent)
+    try:
+        with _config_import_scope(path.parent):
+            # registered so that dataclasses and relative lookups work while it executes
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except PocketCoffeaError:
+                raise
+            except SystemExit as exc:
+                raise ConfigError(f"{path}: the config called sys.exit({exc.code!r}) while being loaded") from exc
+            except Exception as exc:
+                raise ConfigError(f"{path}: executing the config failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        CONFIG_DIR.reset(token)
+    return module
+
+
+def _load_pickle(path: Path) -> object:
+    try:
+        with open(path, "rb") as stream:
+            return cloudpickle.load(stream)
+    except PocketCoffeaError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{path}: cannot unpickle the configurator: {type(exc).__name__}: {exc}") from exc
+
+
+def load_configurator(path: str | os.PathLike, load: bool = True) -> Configurator:
+    """The Configurator of a config file, loaded (validated, fileset read).
+
+    ``path`` is a ``.py`` exposing ``cfg`` or a pickled Configurator (``configurator.pkl``
+    written by ``save_config``). Dataset JSON paths written relative in a ``.py`` config
+    resolve relative to the config file's folder, unless the config passed ``base_dir``.
+    """
+    from .configurator import Configurator
+
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise ConfigError(f"Config file {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} is not a file")
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        cfg = _load_pickle(path)
+        if not isinstance(cfg, Configurator):
+            raise ConfigError(f"{path}: the pickle holds a {type(cfg).__name__}, not a Configurator")
+    elif suffix in PYTHON_SUFFIXES:
+        module = _execute_config_module(path)
+        if not hasattr(module, "cfg"):
+            raise ConfigError(f"{path}: the config defines no variable 'cfg'; it must set cfg = Configurator(...)")
+        cfg = module.cfg
+        if not isinstance(cfg, Configurator):
+            raise ConfigError(f"{path}: 'cfg' is a {type(cfg).__name__}, expected a pc_core Configurator")
+    else:
+        accepted = ", ".join(PYTHON_SUFFIXES + PICKLE_SUFFIXES)
+        raise ConfigError(f"Config file {path}: unknown type {suffix or '(no suffix)'!r}; accepted: {accepted}")
+    if load and not cfg.loaded:
+        cfg.load()
+    return cfg
