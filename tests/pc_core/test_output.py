@@ -75,8 +75,8 @@ def make_output(dy, data, sl: slice, *, lumi=LUMI_2018, weights_applied=None) ->
         "datasets_metadata": {
             "by_datataking_period": {"2018": {"DY": ["DY_2018"], "DATA": ["DATA_2018"]}},
             "by_dataset": {
-                "DY_2018": {"sample": "DY", "year": "2018", "isMC": True, "xsec": XSEC_DY, "nevents": 40},
-                "DATA_2018": {"sample": "DATA", "year": "2018", "isMC": False, "nevents": 40},
+                "DY_2018": {"sample": "DY", "year": "2018", "isMC": True, "xsec": XSEC_DY, "nevents": len(genw)},
+                "DATA_2018": {"sample": "DATA", "year": "2018", "isMC": False, "nevents": len(data_pt)},
             },
         },
         "processing_metadata": {
@@ -202,7 +202,12 @@ def test_accumulate_matches_numpy_on_all_events(halves, dy_events, data_events):
     assert total["processing_metadata"]["weights_applied"]["DY_2018"] == ["genWeight"]
     assert total["processing_metadata"]["chunks"] == {"DY_2018": 2, "DATA_2018": 2}
     assert total["processing_metadata"]["tags"] == {"chunk-0", "chunk-17"}
-    assert total["datasets_metadata"] == halves[0]["datasets_metadata"]
+    # each output describes the slice it processed: nevents add up to the whole files
+    assert total["datasets_metadata"]["by_dataset"] == {
+        "DY_2018": {"sample": "DY", "year": "2018", "isMC": True, "xsec": XSEC_DY, "nevents": 40},
+        "DATA_2018": {"sample": "DATA", "year": "2018", "isMC": False, "nevents": 40},
+    }
+    assert total["datasets_metadata"]["by_datataking_period"] == halves[0]["datasets_metadata"]["by_datataking_period"]
 
     # the result does not alias the inputs
     total["variables"]["sum_pt"]["DY"]["DY_2018"].fill(cat="baseline", variation="nominal", sum_pt=[5.0])
@@ -241,13 +246,19 @@ def test_accumulate_refuses_conflicts(halves, dy_events, data_events):
         accumulate([])
 
 
-def test_accumulate_drops_disagreeing_slice_keys(halves):
+def test_accumulate_slice_keys(halves):
     a, b = copy.deepcopy(halves[0]), copy.deepcopy(halves[1])
     a["datasets_metadata"]["by_dataset"]["DY_2018"]["file_nevents"] = [17]
     b["datasets_metadata"]["by_dataset"]["DY_2018"]["file_nevents"] = [23]
+    b["datasets_metadata"]["by_dataset"]["DY_2018"]["nevents"] = "23"  # PocketCoffea-style string
+    b["datasets_metadata"]["by_dataset"]["DY_2018"]["nevents_estimated"] = True
     total = accumulate([a, b])
-    assert "file_nevents" not in total["datasets_metadata"]["by_dataset"]["DY_2018"]
-    assert total["datasets_metadata"]["by_dataset"]["DY_2018"]["nevents"] == 40
+    meta = total["datasets_metadata"]["by_dataset"]["DY_2018"]
+    assert "file_nevents" not in meta
+    assert meta["nevents"] == 40 and meta["nevents_estimated"] is True
+    # equal slices still add up (two jobs of 17 events each)
+    total = accumulate([halves[0], halves[0]])
+    assert total["datasets_metadata"]["by_dataset"]["DY_2018"]["nevents"] == 34
 
 
 # --------------------------------------------------------------------------- normalise

@@ -44,9 +44,11 @@ REQUIRED_KEYS: tuple[str, ...] = (
 CONSTANT_METADATA_KEYS: frozenset[str] = frozenset(
     {"lumi_pb", "weights_applied", "normalised", "normalisation_factors"}
 )
-# datasets_metadata["by_dataset"] keys that describe one slice of a dataset's files (a job
-# or a --limit-files run) rather than the dataset: dropped when two slices disagree.
-SLICE_METADATA_KEYS: frozenset[str] = frozenset({"file_nevents"})
+# datasets_metadata["by_dataset"] keys that describe the slice of a dataset an output
+# processed (a condor job's files, a --limit-files run) rather than the whole dataset. When two
+# outputs hold the same dataset they processed different slices, so ``nevents`` is summed,
+# ``nevents_estimated`` or-ed and ``file_nevents`` (per-file counts of one slice) dropped.
+SLICE_METADATA_KEYS: frozenset[str] = frozenset({"nevents", "nevents_estimated", "file_nevents"})
 
 
 # --------------------------------------------------------------------------- save / load
@@ -144,25 +146,28 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def _merge_by_dataset(mine: dict, other: Mapping, path: tuple[str, ...]) -> dict:
-    """datasets_metadata["by_dataset"]: the same dataset must carry the same metadata."""
+    """datasets_metadata["by_dataset"]: the same dataset must carry the same metadata,
+    except for the SLICE_METADATA_KEYS (see there)."""
     for dataset, meta in other.items():
         if dataset not in mine:
             mine[dataset] = copy.deepcopy(meta)
             continue
         current = mine[dataset]
-        if _equal(current, meta):
-            continue
         merged = {}
-        for key in set(current) | set(meta):
+        for key in list(current) + [k for k in meta if k not in current]:
+            if key in SLICE_METADATA_KEYS:
+                continue
             if key in current and key in meta and _equal(current[key], meta[key]):
                 merged[key] = current[key]
-            elif key in SLICE_METADATA_KEYS:
-                continue
             else:
                 raise OutputError(
                     f"Cannot accumulate outputs: metadata of dataset {dataset!r} differs in key {key!r} "
                     f"({current.get(key, '<missing>')!r} vs {meta.get(key, '<missing>')!r})"
                 )
+        if current.get("nevents") is not None and meta.get("nevents") is not None:
+            merged["nevents"] = int(float(current["nevents"])) + int(float(meta["nevents"]))
+        if current.get("nevents_estimated") or meta.get("nevents_estimated"):
+            merged["nevents_estimated"] = True
         mine[dataset] = merged
     return mine
 

@@ -69,13 +69,28 @@ class JobsConfig:
     jobs_dir: Path
     jobs: tuple[JobEntry, ...]
 
-    def datasets(self) -> dict[str, dict[str, Any]]:
-        """Metadata of every dataset any job processes (first job's copy wins)."""
+    def expected_datasets(self) -> dict[str, dict[str, Any]]:
+        """Per dataset, the metadata summed over every job's slice: what the merge must contain.
+
+        ``nevents`` is the sum of the jobs' slice ``nevents`` (None when a job does not know
+        it); ``nevents_estimated`` is set when any slice is an estimate.
+        """
         result: dict[str, dict[str, Any]] = {}
         for job in self.jobs:
             for dataset, entry in job.fileset.items():
-                result.setdefault(dataset, entry["metadata"])
+                meta = entry["metadata"]
+                total = result.setdefault(dataset, {"nevents": 0})
+                if total["nevents"] is None or meta.get("nevents") is None:
+                    total["nevents"] = None
+                else:
+                    total["nevents"] += int(meta["nevents"])
+                if meta.get("nevents_estimated"):
+                    total["nevents_estimated"] = True
         return result
+
+    def datasets_of(self, job_names: Iterable[str]) -> set[str]:
+        names = set(job_names)
+        return {ds for job in self.jobs if job.name in names for ds in job.fileset}
 
 
 def find_jobs_config(path: str | os.PathLike) -> Path:
@@ -190,17 +205,24 @@ def check_initial_events(
     output: Mapping[str, Any],
     skip: Iterable[str] = (),
     expected_datasets: Mapping[str, Mapping[str, Any]] | None = None,
+    tolerated: Iterable[str] = (),
 ) -> list[EventsCheck]:
-    """Compare ``cutflow["initial"]`` to the metadata ``nevents`` of every dataset.
+    """Compare ``cutflow["initial"]`` to the ``nevents`` metadata of every dataset.
 
-    Raises IncompleteOutputError for mismatches, except for datasets in ``skip`` which
-    only warn. ``expected_datasets`` (from jobs_config.yaml) adds datasets that a job was
-    meant to process but that no merged output mentions.
+    Raises IncompleteOutputError for mismatches, except for datasets in ``skip``
+    (--skip-initial-events-check) or ``tolerated`` (touched by a job output that
+    --allow-missing let go), which only warn. ``expected_datasets`` (from jobs_config.yaml,
+    summed over all jobs) replaces the merged metadata's ``nevents`` for its datasets and
+    adds datasets that no merged output mentions.
     """
     skip = set(skip)
-    by_dataset = dict(output.get("datasets_metadata", {}).get("by_dataset", {}))
+    tolerated = set(tolerated)
+    by_dataset = {name: dict(meta) for name, meta in output.get("datasets_metadata", {}).get("by_dataset", {}).items()}
     for dataset, meta in (expected_datasets or {}).items():
-        by_dataset.setdefault(dataset, meta)
+        entry = by_dataset.setdefault(dataset, {})
+        entry["nevents"] = meta.get("nevents")
+        if meta.get("nevents_estimated"):
+            entry["nevents_estimated"] = True
     initial = output.get("cutflow", {}).get("initial", {})
     unknown_skips = sorted(skip - set(by_dataset))
     if unknown_skips:
@@ -227,8 +249,9 @@ def check_initial_events(
             f"Inconsistent number of initial events for dataset {dataset!r}: metadata nevents = {expected}, "
             f"cutflow['initial'] summed over the merged outputs = {found}"
         )
-        if dataset in skip:
-            log.warning("%s (downgraded to a warning by --skip-initial-events-check)", message)
+        if dataset in skip or dataset in tolerated:
+            why = "--skip-initial-events-check" if dataset in skip else "--allow-missing (a job output is missing)"
+            log.warning("%s (downgraded to a warning by %s)", message, why)
             checks.append(EventsCheck(dataset, expected, found, "skipped"))
         else:
             errors.append(message)
@@ -319,6 +342,7 @@ def merge_outputs(
     files = expand_inputs(inputs)
     jobs: JobsConfig | None = None
     missing: list[str] = []
+    missing_names: list[str] = []
     if jobs_config is not None:
         jobs = load_jobs_config(jobs_config)
         for job in jobs.jobs:
@@ -326,6 +350,7 @@ def merge_outputs(
                 files.append(job.output)
             else:
                 missing.append(f"job {job.name}: {job.output}")
+                missing_names.append(job.name)
         if missing:
             listing = "\n  ".join(missing)
             if not allow_missing:
@@ -367,7 +392,12 @@ def merge_outputs(
                 raise
             raise OutputError(f"While merging {path}: {exc}") from None
 
-    checks = check_initial_events(merged, skip, jobs.datasets() if jobs else None)
+    checks = check_initial_events(
+        merged,
+        skip,
+        jobs.expected_datasets() if jobs else None,
+        tolerated=jobs.datasets_of(missing_names) if jobs else (),
+    )
 
     skimmed = skimmed_dataset_definition(merged)
     skimmed_path = outputfile.parent / SKIMMED_DEFINITION_NAME if skimmed is not None else None
