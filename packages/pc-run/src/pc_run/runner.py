@@ -1,0 +1,160 @@
+"""Run one configuration over one fileset with coffea's Runner, and account for every input.
+
+``run_fileset`` checks the files (``file_check``), chunks them (per-sample chunksize, chunk
+limit), runs the processor with the executor, and then compares the chunks that came back
+with the chunks that were sent: a chunk coffea dropped under ``skipbadfiles`` is reported
+as a skipped file with its reason, never silently lost.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from coffea import processor as coffea_processor
+from coffea.nanoevents import NanoAODSchema
+from coffea.processor.executor import FileMeta, WorkItem
+
+from pc_core.errors import PocketCoffeaError
+from pc_core.run_options import chunksize_for_sample
+
+from .file_check import FileCheck, check_files
+from .processor import finalise_output
+
+log = logging.getLogger(__name__)
+
+
+class InputFileError(PocketCoffeaError):
+    """An input file cannot be read and skip-bad-files is off."""
+
+
+@dataclass
+class RunResult:
+    """The output of one run plus what the report needs."""
+
+    output: dict[str, Any]
+    chunks_expected: dict[str, int] = field(default_factory=dict)
+    processing_seconds: float = 0.0
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
+
+
+def _skip_entry(dataset: str, file: str, reason: str) -> dict[str, str]:
+    return {"dataset": dataset, "file": file, "reason": reason}
+
+
+def _metadata_cache(fileset: Mapping[str, Any], checks: list[FileCheck]) -> dict[FileMeta, dict[str, Any]]:
+    """What coffea's preprocessing would have fetched, so it does not open the files again."""
+    cache: dict[FileMeta, dict[str, Any]] = {}
+    for check in checks:
+        if not check.ok:
+            continue
+        user_meta = dict(fileset[check.dataset].get("metadata") or {})
+        meta = {**user_meta, "numentries": check.entries, "uuid": check.uuid}
+        cache[FileMeta(check.dataset, check.file, check.treename, meta)] = meta
+    return cache
+
+
+def _coffea_fileset(fileset: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        dataset: {"files": list(entry["files"]), "metadata": dict(entry.get("metadata") or {}), "treename": entry.get("treename", "Events")}
+        for dataset, entry in fileset.items()
+    }
+
+
+def prepare_chunks(
+    fileset: Mapping[str, Any],
+    checks: list[FileCheck],
+    run_options: Mapping[str, Any],
+    executor,
+) -> list[WorkItem]:
+    """The work items of the whole fileset: chunksize per sample, ``limit-chunks`` per dataset."""
+    cache = _metadata_cache(fileset, checks)
+    by_chunksize: dict[int, dict[str, Any]] = {}
+    for dataset, entry in _coffea_fileset(fileset).items():
+        chunksize = chunksize_for_sample(run_options, entry["metadata"]["sample"])
+        by_chunksize.setdefault(chunksize, {})[dataset] = entry
+    chunks: list[WorkItem] = []
+    for chunksize, subset in by_chunksize.items():
+        runner = coffea_processor.Runner(
+            executor=executor,
+            chunksize=chunksize,
+            maxchunks=run_options.get("limit-chunks"),
+            metadata_cache=cache,
+            skipbadfiles=bool(run_options.get("skip-bad-files")),
+            schema=NanoAODSchema,
+        )
+        chunks += list(runner.preprocess(subset, treename="Events"))
+    return chunks
+
+
+def run_fileset(
+    cfg,
+    fileset: Mapping[str, Any],
+    executor,
+    run_options: Mapping[str, Any],
+    processor_instance=None,
+) -> RunResult:
+    """Process ``fileset`` (a subset of ``cfg.fileset``) and return the finalised output."""
+    skip_bad = bool(run_options.get("skip-bad-files"))
+    checks = check_files(fileset)
+    skipped: list[dict[str, str]] = []
+    for check in checks:
+        if check.ok:
+            continue
+        if not skip_bad:
+            raise InputFileError(
+                f"input file {check.file} of dataset {check.dataset!r} cannot be read: {check.error}. "
+                "Fix or remove it from the fileset, or run with skip-bad-files (run option "
+                "'skip-bad-files: true' in --custom-run-options) to skip it"
+            )
+        log.warning("Skipping input file %s of dataset %r: %s", check.file, check.dataset, check.error)
+        skipped.append(_skip_entry(check.dataset, check.file, check.error))
+
+    executor_instance = executor
+    chunks = prepare_chunks(fileset, checks, run_options, executor_instance)
+    expected: dict[str, int] = {}
+    for chunk in chunks:
+        expected[chunk.dataset] = expected.get(chunk.dataset, 0) + 1
+    if processor_instance is None:
+        processor_instance = cfg.workflow(cfg)
+    if not chunks:
+        log.warning("No chunk to process: every input file was skipped")
+        output = finalise_output({}, cfg)
+        output["processing_metadata"]["skipped_files"] = skipped
+        return RunResult(output=output, chunks_expected=expected, skipped_files=skipped)
+
+    runner = coffea_processor.Runner(
+        executor=executor_instance,
+        chunksize=max(len(c) for c in chunks) or 1,
+        skipbadfiles=skip_bad,
+        schema=NanoAODSchema,
+    )
+    start = time.perf_counter()
+    try:
+        wrapped = runner.run(chunks, processor_instance, treename="Events")
+    except ValueError as exc:
+        # coffea's way of saying that every chunk was dropped (only possible with skipbadfiles)
+        if not (skip_bad and "No chunks returned results" in str(exc)):
+            raise
+        wrapped = {"out": finalise_output({}, cfg), "processed": set()}
+    seconds = time.perf_counter() - start
+    output = wrapped["out"]
+    processed = wrapped.get("processed") or set()
+
+    lost: dict[tuple[str, str], list[WorkItem]] = {}
+    done = {(c.dataset, c.filename, c.entrystart, c.entrystop) for c in processed}
+    for chunk in chunks:
+        if (chunk.dataset, chunk.filename, chunk.entrystart, chunk.entrystop) not in done:
+            lost.setdefault((chunk.dataset, chunk.filename), []).append(chunk)
+    for (dataset, file), missing in lost.items():
+        events = sum(len(c) for c in missing)
+        reason = (
+            f"read or processing error in {len(missing)} chunk(s), {events} events not processed "
+            "(skipped by skip-bad-files; see the log for the error)"
+        )
+        log.warning("Input file %s of dataset %r partly skipped: %s", file, dataset, reason)
+        skipped.append(_skip_entry(dataset, file, reason))
+    output["processing_metadata"]["skipped_files"] = skipped
+    return RunResult(output=output, chunks_expected=expected, processing_seconds=seconds, skipped_files=skipped)
