@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +58,10 @@ class NanoLZMA(uproot.LZMA):
     A dictionary larger than the input is never used, so trimming it to the basket size
     gives the same compression ratio and an ordinary xz stream that ROOT and uproot read.
     """
+
+    @property
+    def code_pair(self) -> tuple[int, int]:
+        return uproot.LZMA(self.level).code_pair  # written to the file as plain LZMA
 
     def compress(self, data: bytes) -> bytes:
         import lzma
@@ -339,6 +343,19 @@ GENERATORS: dict[str, Callable[[np.random.Generator, int], _Truth]] = {
 # --------------------------------------------------------------------------- detector simulation
 
 
+def _f32(values: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """float32 values, with the mantissa rounded to ``bits`` bits as NanoAOD stores many floats."""
+    out = np.asarray(values, dtype=np.float32)
+    if bits is None or bits >= 23:
+        return out
+    shift = 23 - bits
+    raw = out.view(np.uint32)
+    mask = np.uint32((0xFFFFFFFF >> shift) << shift)
+    rounded = (raw + np.uint32(1 << (shift - 1))) & mask
+    finite = np.isfinite(out)
+    return np.where(finite, rounded.view(np.float32), out)
+
+
 def _collection(evt: np.ndarray, pt: np.ndarray, n_events: int, columns: Mapping[str, np.ndarray]) -> dict[str, ak.Array]:
     """Jagged branches ``{field: array}`` with objects sorted by decreasing pt inside each event."""
     order = np.lexsort((-pt, evt))
@@ -415,13 +432,13 @@ def simulate_detector(
     out.update({
         f"Muon_{name}": values for name, values in _collection(m_evt[sel], m_pt[sel], n, {
             "pt": m_pt[sel].astype(np.float32),
-            "eta": m_eta[sel].astype(np.float32),
-            "phi": m_phi[sel].astype(np.float32),
-            "mass": np.full(k, MU_MASS, np.float32),
+            "eta": _f32(m_eta[sel], 12),
+            "phi": _f32(m_phi[sel], 12),
+            "mass": _f32(np.full(k, MU_MASS), 8),
             "charge": m_charge[sel].astype(np.int32),
             "pdgId": (-13 * m_charge[sel]).astype(np.int32),
-            "dxy": np.where(prompt, rng.normal(0, 0.0015, m_pt.size), rng.normal(0, 0.03, m_pt.size))[sel].astype(np.float32),
-            "dz": np.where(prompt, rng.normal(0, 0.004, m_pt.size), rng.normal(0, 0.05, m_pt.size))[sel].astype(np.float32),
+            "dxy": _f32(np.where(prompt, rng.normal(0, 0.0015, m_pt.size), rng.normal(0, 0.03, m_pt.size))[sel], 10),
+            "dz": _f32(np.where(prompt, rng.normal(0, 0.004, m_pt.size), rng.normal(0, 0.05, m_pt.size))[sel], 10),
             "pfRelIso04_all": iso[sel].astype(np.float32),
             "looseId": (u < np.where(prompt, 0.997, 0.90))[sel],
             "mediumId": (u < np.where(prompt, 0.985, 0.50))[sel],
@@ -457,16 +474,16 @@ def simulate_detector(
     out.update({
         f"Electron_{name}": values for name, values in _collection(e_evt[sel], e_pt[sel], n, {
             "pt": e_pt[sel].astype(np.float32),
-            "eta": e_eta[sel].astype(np.float32),
-            "phi": e_phi[sel].astype(np.float32),
-            "mass": np.abs(rng.normal(ELE_MASS, 0.004, k)).astype(np.float32),
+            "eta": _f32(e_eta[sel], 12),
+            "phi": _f32(e_phi[sel], 12),
+            "mass": _f32(np.abs(rng.normal(ELE_MASS, 0.004, k)), 10),
             "charge": e_charge[sel].astype(np.int32),
             "pdgId": (-11 * e_charge[sel]).astype(np.int32),
             "cutBased": cut_based[sel].astype(np.int32),
             "pfRelIso03_all": e_iso[sel].astype(np.float32),
-            "deltaEtaSC": rng.normal(0.0, 0.015, k).astype(np.float32),
-            "dxy": rng.normal(0, 0.003, k).astype(np.float32),
-            "dz": rng.normal(0, 0.006, k).astype(np.float32),
+            "deltaEtaSC": _f32(rng.normal(0.0, 0.015, k), 10),
+            "dxy": _f32(rng.normal(0, 0.003, k), 10),
+            "dz": _f32(rng.normal(0, 0.006, k), 10),
         }).items()
     })
     ele_evt, ele_pt, ele_tight = e_evt[sel], e_pt[sel], cut_based[sel] >= 3
@@ -498,15 +515,15 @@ def simulate_detector(
     sel = keep
     k = int(sel.sum())
     columns = {
-        "pt": all_pt[sel].astype(np.float32),
-        "eta": all_eta[sel].astype(np.float32),
-        "phi": all_phi[sel].astype(np.float32),
-        "mass": all_mass[sel].astype(np.float32),
-        "btagDeepFlavB": _btag_score(rng, all_flav[sel]).astype(np.float32),
+        "pt": _f32(all_pt[sel], 10),
+        "eta": _f32(all_eta[sel], 12),
+        "phi": _f32(all_phi[sel], 12),
+        "mass": _f32(all_mass[sel], 10),
+        "btagDeepFlavB": _f32(_btag_score(rng, all_flav[sel]), 10),
         "jetId": jet_id[sel].astype(np.int32),
         "puId": pu_id[sel].astype(np.int32),
-        "area": rng.normal(0.50, 0.03, k).astype(np.float32),
-        "rawFactor": np.clip(rng.normal(0.06, 0.04, k), -0.2, 0.6).astype(np.float32),
+        "area": _f32(rng.normal(0.50, 0.03, k), 10),
+        "rawFactor": _f32(np.clip(rng.normal(0.06, 0.04, k), -0.2, 0.6), 6),
     }
     if is_mc:
         columns["hadronFlavour"] = all_flav[sel].astype(np.int32)
@@ -526,10 +543,10 @@ def simulate_detector(
     puppi_px = truth.nu_px + 0.9 * dpx + rng.normal(0, 1, n) * (0.8 * sigma_pf / np.sqrt(1.0 + 0.01 * npvs))
     puppi_py = truth.nu_py + 0.9 * dpy + rng.normal(0, 1, n) * (0.8 * sigma_pf / np.sqrt(1.0 + 0.01 * npvs))
     out["MET_pt"] = np.hypot(met_px, met_py).astype(np.float32)
-    out["MET_phi"] = np.arctan2(met_py, met_px).astype(np.float32)
-    out["MET_sumEt"] = sum_et.astype(np.float32)
+    out["MET_phi"] = _f32(np.arctan2(met_py, met_px), 12)
+    out["MET_sumEt"] = _f32(sum_et, 10)
     out["PuppiMET_pt"] = np.hypot(puppi_px, puppi_py).astype(np.float32)
-    out["PuppiMET_phi"] = np.arctan2(puppi_py, puppi_px).astype(np.float32)
+    out["PuppiMET_phi"] = _f32(np.arctan2(puppi_py, puppi_px), 12)
 
     # ---------------- triggers, emulated on the offline objects with turn-ons and plateau efficiencies
     iso_mu = mu_iso < 0.2
@@ -545,9 +562,9 @@ def simulate_detector(
     # ---------------- vertices, pileup, rho, MET filters
     out["PV_npvs"] = npvs.astype(np.int32)
     out["PV_npvsGood"] = npvs_good.astype(np.int32)
-    out["PV_z"] = rng.normal(0.0, 3.5, n).astype(np.float32)
+    out["PV_z"] = _f32(rng.normal(0.0, 3.5, n), 10)
     if is_mc:
-        out["Pileup_nTrueInt"] = true_int.astype(np.float32)
+        out["Pileup_nTrueInt"] = _f32(true_int, 5)
         out["Pileup_nPU"] = n_pu.astype(np.int32)
     out["fixedGridRhoFastjetAll"] = rho.astype(np.float32)
     out["fixedGridRhoFastjetCentral"] = np.maximum(rho * rng.normal(0.95, 0.05, n), 0.0).astype(np.float32)
@@ -681,9 +698,8 @@ def _counter_name(branch: str) -> str:
 
 
 def _tmp_path(target: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    return Path(tmp)
+    """A fresh hidden name next to ``target`` (same filesystem, so ``os.replace`` is atomic)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def write_nanoaod(
@@ -720,14 +736,43 @@ def write_nanoaod(
 def _write_json(path: Path, content: Any) -> None:
     tmp = _tmp_path(path)
     try:
-        tmp.write_text(json.dumps(content, indent=4) + "\n", encoding="utf-8")
+        with open(tmp, "x", encoding="utf-8") as stream:
+            stream.write(json.dumps(content, indent=4) + "\n")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-# --------------------------------------------------------------------------- manifest, fileset
+# --------------------------------------------------------------------------- one file, manifest, fileset
+
+
+@dataclass(frozen=True)
+class _FileJob:
+    """One output file: which sample, which file, where. Picklable, so workers can run it."""
+
+    params: DemoDataParameters
+    sample_index: int
+    file_index: int
+    target: str
+
+
+def _make_file(job: _FileJob) -> int:
+    """Generate and write one file; returns its number of entries in Events."""
+    spec = SAMPLES[job.sample_index]
+    if spec.is_mc:
+        events = mc_file_events(job.params, job.sample_index, job.file_index)
+        weights = np.asarray(events["genWeight"], dtype=np.float64)
+        runs = {
+            "run": np.array([1], np.uint32),
+            "genEventCount": np.array([weights.size], np.int64),
+            "genEventSumw": np.array([weights.sum()], np.float64),
+            "genEventSumw2": np.array([np.sum(weights**2)], np.float64),
+        }
+    else:
+        events, _ = data_file_events(job.params, job.file_index)
+        runs = {"run": np.unique(np.asarray(events["run"])).astype(np.uint32)}
+    return write_nanoaod(Path(job.target), events, runs, _compression(job.params))
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
@@ -748,6 +793,49 @@ def _up_to_date(manifest: Mapping[str, Any] | None, params: DemoDataParameters, 
     return (outdir / FILESET_NAME).is_file() and all((outdir / f).is_file() for f in manifest.get("files", []))
 
 
+def equivalent_luminosity_pb(events_per_file: int, data_files: int) -> float:
+    """Integrated luminosity (pb^-1) the data sample corresponds to: candidates / (xsec_DY + xsec_ttbar)."""
+    return events_per_file * data_files / (DY.xsec + TTBAR.xsec)
+
+
+def _run_jobs(jobs: list[_FileJob], workers: int, progress: bool) -> dict[str, int]:
+    """Run the file jobs (in ``workers`` processes when > 1) under a rich progress bar; entries per target."""
+    entries: dict[str, int] = {}
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+        tasks = {}
+        for job in jobs:
+            dataset = SAMPLES[job.sample_index].dataset
+            if dataset not in tasks:
+                n = sum(1 for j in jobs if j.sample_index == job.sample_index)
+                tasks[dataset] = bar.add_task(f"{dataset} (files)", total=n)
+        if workers <= 1:
+            for job in jobs:
+                entries[job.target] = _make_file(job)
+                bar.advance(tasks[SAMPLES[job.sample_index].dataset])
+            return entries
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")  # no fork of a process running rich's refresh thread
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_make_file, job): job for job in jobs}
+            for future in as_completed(futures):
+                job = futures[future]
+                entries[job.target] = future.result()
+                bar.advance(tasks[SAMPLES[job.sample_index].dataset])
+    return entries
+
+
+def default_workers() -> int:
+    """Processes used by default: the usable cores, at most 4 (the default demo has 8 files)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
 def generate_demo_data(
     outdir: str | os.PathLike,
     *,
@@ -758,19 +846,24 @@ def generate_demo_data(
     compression: str = "lzma",
     compression_level: int | None = None,
     overwrite: bool = False,
+    workers: int | None = None,
     progress: bool = True,
 ) -> Path:
     """Write the demo NanoAOD files and their fileset JSON into ``outdir``; returns the fileset path.
 
     Nothing is regenerated when ``outdir`` already holds files made with the same
     parameters (recorded in ``demo_data_manifest.json``). Files made with different
-    parameters are only replaced with ``overwrite=True``.
+    parameters are only replaced with ``overwrite=True``. ``workers`` processes write
+    files in parallel (default: :func:`default_workers`); the bytes do not depend on it.
     """
     compression = str(compression).lower()
     if compression_level is None:
         compression_level = COMPRESSIONS[compression][1] if compression in COMPRESSIONS else 0
     params = DemoDataParameters(seed, events_per_file, files_per_sample, data_files, compression, compression_level)
     params.validate()
+    workers = default_workers() if workers is None else workers
+    if not isinstance(workers, int) or workers < 1:
+        raise DemoDataError(f"workers = {workers!r} is not accepted; give a positive integer")
     outdir = Path(outdir).expanduser().resolve()
     if outdir.exists() and not outdir.is_dir():
         raise DemoDataError(f"output folder {outdir} exists and is not a directory; choose another -o/--outdir")
@@ -787,53 +880,29 @@ def generate_demo_data(
             "pass --overwrite to replace it, or choose another -o/--outdir"
         )
 
-    compressor = _compression(params)
-    fileset: dict[str, Any] = {}
-    written: list[str] = []
-    n_files = {spec.sample: (files_per_sample if spec.is_mc else data_files) for spec in SAMPLES}
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
-        tasks = {
-            spec.sample: bar.add_task(spec.dataset, total=n_files[spec.sample] * events_per_file) for spec in SAMPLES
-        }
-        for sample_index, spec in enumerate(SAMPLES):
-            folder = outdir / spec.dataset
-            folder.mkdir(exist_ok=True)
-            files, file_nevents, candidates = [], [], 0
-            for file_index in range(n_files[spec.sample]):
-                target = folder / f"nanoaod_{file_index}.root"
-                task = tasks[spec.sample]
-                if spec.is_mc:
-                    events = mc_file_events(params, sample_index, file_index)
-                    weights = np.asarray(events["genWeight"], dtype=np.float64)
-                    runs = {
-                        "run": np.array([1], np.uint32),
-                        "genEventCount": np.array([weights.size], np.int64),
-                        "genEventSumw": np.array([weights.sum()], np.float64),
-                        "genEventSumw2": np.array([np.sum(weights**2)], np.float64),
-                    }
-                    advance = lambda k, task=task: bar.advance(task, k)  # noqa: E731
-                else:
-                    events, n_candidates = data_file_events(params, file_index)
-                    candidates += n_candidates
-                    runs = {"run": np.unique(np.asarray(events["run"])).astype(np.uint32)}
-                    kept = max(len(events["run"]), 1)
-                    advance = lambda k, task=task, f=n_candidates / kept: bar.advance(task, k * f)  # noqa: E731
-                entries = write_nanoaod(target, events, runs, compressor, advance)
-                bar.update(task, completed=(file_index + 1) * events_per_file)
-                files.append(str(target))
-                file_nevents.append(entries)
-                written.append(str(target.relative_to(outdir)))
-            metadata: dict[str, Any] = {"sample": spec.sample, "year": YEAR, "isMC": spec.is_mc}
-            if spec.xsec is not None:
-                metadata["xsec"] = spec.xsec
-            metadata["nevents"] = int(sum(file_nevents))
-            metadata["file_nevents"] = file_nevents
-            metadata.update(spec.extra_metadata)
-            if not spec.is_mc:
-                metadata["lumi_pb"] = round(candidates / (DY.xsec + TTBAR.xsec), 6)
-            fileset[spec.dataset] = {"files": files, "metadata": metadata}
+    jobs: list[_FileJob] = []
+    for sample_index, spec in enumerate(SAMPLES):
+        (outdir / spec.dataset).mkdir(exist_ok=True)
+        for file_index in range(files_per_sample if spec.is_mc else data_files):
+            target = outdir / spec.dataset / f"nanoaod_{file_index}.root"
+            jobs.append(_FileJob(params, sample_index, file_index, str(target)))
+    entries = _run_jobs(jobs, min(workers, len(jobs)), progress)
 
+    fileset: dict[str, Any] = {}
+    for sample_index, spec in enumerate(SAMPLES):
+        files = [job.target for job in jobs if job.sample_index == sample_index]
+        file_nevents = [entries[f] for f in files]
+        metadata: dict[str, Any] = {"sample": spec.sample, "year": YEAR, "isMC": spec.is_mc}
+        if spec.xsec is not None:
+            metadata["xsec"] = spec.xsec
+        metadata["nevents"] = int(sum(file_nevents))
+        metadata["file_nevents"] = file_nevents
+        metadata.update(spec.extra_metadata)
+        if not spec.is_mc:
+            metadata["lumi_pb"] = round(equivalent_luminosity_pb(events_per_file, data_files), 6)
+        fileset[spec.dataset] = {"files": files, "metadata": metadata}
+
+    written = [str(Path(job.target).relative_to(outdir)) for job in jobs]
     stale = [] if manifest is None else [f for f in manifest.get("files", []) if f not in written]
     for name in stale:  # files of a previous, overwritten generation that the new one does not have
         (outdir / name).unlink(missing_ok=True)
@@ -857,11 +926,13 @@ def generate_demo_data(
               help="ROOT compression: lzma like production NanoAOD, zstd for speed.")
 @click.option("--compression-level", default=None, type=click.IntRange(1, 9),
               help="Compression level [default: 9 for lzma, 5 for zstd, 4 for zlib/lz4].")
+@click.option("-j", "--workers", default=None, type=click.IntRange(min=1),
+              help="Processes writing files in parallel [default: usable cores, at most 4].")
 @click.option("--overwrite", is_flag=True, help="Regenerate even if the folder holds demo data (replacing it).")
 @click.option("-ll", "--loglevel", default="INFO", show_default=True, help="Console logging level.")
 def generate_demo_data_command(
     outdir: str, seed: int, events_per_file: int, files_per_sample: int, data_files: int,
-    compression: str, compression_level: int | None, overwrite: bool, loglevel: str,
+    compression: str, compression_level: int | None, workers: int | None, overwrite: bool, loglevel: str,
 ) -> None:
     """Generate synthetic NanoAOD (DY, ttbar, DoubleMuon data) and the fileset JSON for the demo analysis."""
     from pc_core.cli_support import setup_logging
@@ -869,6 +940,7 @@ def generate_demo_data_command(
     setup_logging(loglevel)
     fileset = generate_demo_data(
         outdir, seed=seed, events_per_file=events_per_file, files_per_sample=files_per_sample,
-        data_files=data_files, compression=compression, compression_level=compression_level, overwrite=overwrite,
+        data_files=data_files, compression=compression, compression_level=compression_level,
+        overwrite=overwrite, workers=workers,
     )
     Console().print(f"Demo fileset: [bold]{fileset}[/bold]")

@@ -1,0 +1,91 @@
+"""``pocket-coffea run``: the click command (options exactly as the user documentation lists them)."""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import click
+
+from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
+
+from .analysis_run import LOG_FILE, RunRequest, append_traceback, run_analysis
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_known_warnings() -> None:
+    """Warnings that say nothing to a user go to the log file only (captured as py.warnings)."""
+    logging.captureWarnings(True)
+    warnings.filterwarnings("ignore", message=r".*Missing cross-reference.*")
+    warnings.filterwarnings("ignore", message=r".*Found duplicate branch.*")
+
+
+@click.command("run", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cfg", required=True, type=click.Path(dir_okay=False),
+              help="Config file (.py exposing `cfg`, or a pickled configurator .pkl)")
+@click.option("-ro", "--custom-run-options", type=click.Path(dir_okay=False), default=None,
+              help="User provided run options .yaml file")
+@click.option("-o", "--outputdir", required=True, type=click.Path(file_okay=False), help="Output folder")
+@click.option("-t", "--test", is_flag=True, default=False,
+              help="Test run: 1 file per dataset, 2 chunks, iterative executor unless -e is given")
+@click.option("-lf", "--limit-files", type=click.IntRange(min=1), default=None, help="Limit number of files")
+@click.option("-lc", "--limit-chunks", type=click.IntRange(min=1), default=None, help="Limit number of chunks")
+@click.option("-e", "--executor", default=None,
+              help="Executor: iterative (default), futures, dask, dask@site, parsl@site, condor@site")
+@click.option("-s", "--scaleout", type=click.IntRange(min=1), default=None, help="Overwrite scaleout config")
+@click.option("-c", "--chunksize", type=click.IntRange(min=1), default=None, help="Overwrite chunksize config")
+@click.option("-q", "--queue", default=None, help="Overwrite queue config")
+@click.option("-ll", "--loglevel", default="INFO", show_default=True,
+              type=click.Choice(LOGLEVELS, case_sensitive=False), help="Console logging level")
+@click.option("-ps", "--process-separately", is_flag=True, default=False, help="Process each dataset separately")
+@click.option("--filter-years", default=None,
+              help="Filter the data taking period of the datasets to be processed (comma separated list)")
+@click.option("--filter-samples", default=None, help="Filter the samples to be processed (comma separated list)")
+@click.option("--filter-datasets", default=None, help="Filter the datasets to be processed (comma separated list)")
+@click.option("--resubmit-failed", is_flag=True, default=False,
+              help="Resubmit only failed jobs from previous run (requires failed_jobs.json)")
+@click.option("--executor-custom-setup", type=click.Path(dir_okay=False), default=None,
+              help="Python module to be loaded as custom executor setup")
+@click.option("--skip-bad-files/--no-skip-bad-files", default=None,
+              help="Skip (and report) unreadable input files instead of failing; default from the run options")
+def run_command(
+    cfg, custom_run_options, outputdir, test, limit_files, limit_chunks, executor, scaleout, chunksize, queue,
+    loglevel, process_separately, filter_years, filter_samples, filter_datasets, resubmit_failed,
+    executor_custom_setup, skip_bad_files,
+):
+    """Run an analysis on NanoAOD files using PocketCoffea processors"""
+    outdir = Path(outputdir).expanduser()
+    outdir.mkdir(parents=True, exist_ok=True)
+    setup_logging(loglevel, outdir / LOG_FILE)
+    _quiet_known_warnings()
+    request = RunRequest(
+        cfg=cfg,
+        outputdir=outdir,
+        executor=executor,
+        custom_run_options=custom_run_options,
+        test=test,
+        limit_files=limit_files,
+        limit_chunks=limit_chunks,
+        scaleout=scaleout,
+        chunksize=chunksize,
+        queue=queue,
+        skip_bad_files=skip_bad_files,
+        process_separately=process_separately,
+        filter_years=filter_years,
+        filter_samples=filter_samples,
+        filter_datasets=filter_datasets,
+        resubmit_failed=resubmit_failed,
+        executor_custom_setup=executor_custom_setup,
+    )
+    try:
+        run_analysis(request)
+    except Exception:
+        # the log file keeps the whole traceback, also for errors the console shows in one line
+        append_traceback(outdir / LOG_FILE, "run failed")
+        raise
+
+
+def main() -> None:
+    """Console-script entry point (``pocket-coffea-run``)."""
+    run_cli(run_command, prog_name="pocket-coffea run")
