@@ -49,13 +49,14 @@ class KeySpec:
     description: str
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """True for ints, False for booleans (``True`` is an ``int`` to Python, not to us)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int_check(minimum: int | None = None, maximum: int | None = None) -> Check:
     def check(value: Any) -> str | None:
-        if not _is_int(value):
+        if not is_int(value):
             return "not an integer"
         if minimum is not None and value < minimum:
             return f"smaller than {minimum}"
@@ -94,7 +95,7 @@ def _size_check(value: Any) -> str | None:
 
 
 def _duration_check(value: Any) -> str | None:
-    if _is_int(value):
+    if is_int(value):
         return None if value >= 0 else "negative"
     return _str_check(value)
 
@@ -122,9 +123,9 @@ def _job_name_check(value: Any) -> str | None:
     return "contains a path separator" if "/" in value or value in {".", ".."} else None
 
 
-def _per_sample_int_check(value: Any) -> str | None:
-    """An int > 0, or ``{"default": int > 0, sample: int > 0, ...}``."""
-    if _is_int(value):
+def per_sample_int_problem(value: Any) -> str | None:
+    """Check an int > 0 or ``{"default": int > 0, sample: int > 0, ...}``; None when fine."""
+    if is_int(value):
         return None if value > 0 else "not positive"
     if isinstance(value, Mapping):
         if not value:
@@ -132,7 +133,7 @@ def _per_sample_int_check(value: Any) -> str | None:
         for sample, budget in value.items():
             if not isinstance(sample, str):
                 return f"key {sample!r} is not a sample name (string)"
-            if not _is_int(budget) or budget <= 0:
+            if not is_int(budget) or budget <= 0:
                 return f"entry {sample!r}: {budget!r} is not an integer > 0"
         return None
     return "neither an integer nor a mapping {sample: integer}"
@@ -178,7 +179,7 @@ _SIZE = "a size string such as '2GB', a number of GB, or null"
 SCHEMA: dict[str, KeySpec] = {
     # general
     "scaleout": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "workers, processes or jobs to use"),
-    "chunksize": KeySpec(_PER_SAMPLE, _per_sample_int_check, "events per chunk, or per-sample dict"),
+    "chunksize": KeySpec(_PER_SAMPLE, per_sample_int_problem, "events per chunk, or per-sample dict"),
     "limit-files": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "process only the first N files per dataset"),
     "limit-chunks": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "process only the first N chunks"),
     "retries": KeySpec("an integer >= 0", _int_check(0), "retries of a failed chunk"),
@@ -190,7 +191,7 @@ SCHEMA: dict[str, KeySpec] = {
         "a mapping {group: [sample, ...]} or null", _optional(_group_samples_check), "sample groups"
     ),
     "max-events-per-job": KeySpec(
-        _PER_SAMPLE + " or null", _optional(_per_sample_int_check), "event budget of a condor job"
+        _PER_SAMPLE + " or null", _optional(per_sample_int_problem), "event budget of a condor job"
     ),
     # sites: workers and batch system
     "cores-per-worker": KeySpec(_POS_INT, _int_check(1), "cores of each worker/job"),
@@ -474,7 +475,7 @@ def chunksize_for_sample(run_options_or_value: Mapping[str, Any] | int, sample: 
     """
     value: Any = run_options_or_value
     if isinstance(value, RunOptions) or (
-        isinstance(value, Mapping) and "chunksize" in value and not all(_is_int(v) for v in value.values())
+        isinstance(value, Mapping) and "chunksize" in value and not all(is_int(v) for v in value.values())
     ):
         value = value["chunksize"]
     return per_sample_value(value, sample, "chunksize")
@@ -482,10 +483,10 @@ def chunksize_for_sample(run_options_or_value: Mapping[str, Any] | int, sample: 
 
 def per_sample_value(value: Any, sample: str, key: str) -> int:
     """Resolve an ``int | {default: int, sample: int}`` option for one sample."""
-    problem = _per_sample_int_check(value)
+    problem = per_sample_int_problem(value)
     if problem is not None:
         raise RunOptionsError(f"run option {key!r} has invalid value {value!r} ({problem}); expected {_PER_SAMPLE}")
-    if _is_int(value):
+    if is_int(value):
         return value
     if sample in value:
         return value[sample]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import DatasetError, RunOptionsError
-from .run_options import _is_int, _per_sample_int_check, per_sample_value
+from .run_options import is_int, per_sample_int_problem, per_sample_value
 
 logger = logging.getLogger(__name__)
 
@@ -223,10 +223,10 @@ def split_fileset(
     * both given: ``max_events_per_job`` wins (warning); neither: one job (warning).
     """
     _check_fileset(fileset)
-    if scaleout is not None and (not _is_int(scaleout) or scaleout < 1):
+    if scaleout is not None and (not is_int(scaleout) or scaleout < 1):
         raise RunOptionsError(f"scaleout = {scaleout!r} is not valid for splitting; expected an integer > 0")
     if max_events_per_job is not None:
-        problem = _per_sample_int_check(max_events_per_job)
+        problem = per_sample_int_problem(max_events_per_job)
         if problem is not None:
             raise RunOptionsError(
                 f"max-events-per-job = {max_events_per_job!r} is not valid ({problem}); expected an integer > 0 "
@@ -273,13 +273,13 @@ def _split_per_sample(fileset: Mapping[str, Any], budgets: Mapping[str, int]) ->
 
 def resolve_job_chunksize(job: Job, chunksize: int | Mapping[str, int]) -> int:
     """The in-job chunksize: an int as is; a per-sample dict needs a single-sample job."""
-    problem = _per_sample_int_check(chunksize)
+    problem = per_sample_int_problem(chunksize)
     if problem is not None:
         raise RunOptionsError(
             f"chunksize = {chunksize!r} is not valid ({problem}); expected an integer > 0 "
             "or a mapping {default: int, <sample>: int}"
         )
-    if _is_int(chunksize):
+    if is_int(chunksize):
         return chunksize  # type: ignore[return-value]
     samples = job.samples
     if len(samples) != 1:
