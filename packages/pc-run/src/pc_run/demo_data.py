@@ -562,7 +562,10 @@ def simulate_detector(
     # ---------------- vertices, pileup, rho, MET filters
     out["PV_npvs"] = npvs.astype(np.int32)
     out["PV_npvsGood"] = npvs_good.astype(np.int32)
-    out["PV_z"] = _f32(rng.normal(0.0, 3.5, n), 10)
+    out["PV_ndof"] = _f32(np.maximum(rng.normal(80.0, 30.0, n) + 1.5 * npvs, 4.0), 8)
+    out["PV_x"] = _f32(rng.normal(0.0107, 0.0012, n), 10)  # the 2018 beam spot
+    out["PV_y"] = _f32(rng.normal(0.0417, 0.0012, n), 10)
+    out["PV_z"] = _f32(rng.normal(0.36, 3.5, n), 10)
     if is_mc:
         out["Pileup_nTrueInt"] = _f32(true_int, 5)
         out["Pileup_nPU"] = n_pu.astype(np.int32)
