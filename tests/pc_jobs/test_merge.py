@@ -237,3 +237,64 @@ def test_exit_codes_through_console_scripts(tmp_path, events, nanoaod_dir):
     assert load_output(tmp_path / "output" / "output_merged.coffea")["cutflow"]["initial"] == {"DY_2018": 40}
     nothing = subprocess.run([str(BIN_PY / "merge-outputs")], capture_output=True, text=True)
     assert nothing.returncode == 1 and "Nothing to merge" in nothing.stderr
+
+
+def _assert_same_output(a, b, path=""):
+    if isinstance(a, dict):
+        assert set(a) == set(b), (path, set(a) ^ set(b))
+        for key in a:
+            _assert_same_output(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, hist.Hist):
+        np.testing.assert_allclose(a.values(), b.values(), rtol=1e-12, err_msg=path)
+        np.testing.assert_allclose(a.variances(), b.variances(), rtol=1e-12, err_msg=path)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-12), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.slow
+def test_real_processor_jobs_merge_to_the_full_run(tmp_path, repo_root, nanoaod_dir):
+    """pc-run's processor over the real files: condor-like jobs merged == one full run."""
+    import shutil
+
+    from coffea import processor
+
+    from pc_core.config_loading import load_configurator
+    from pc_core.output import normalise
+    from pc_core.splitting import split_fileset
+    from pc_run.runner import run_fileset
+
+    analysis = tmp_path / "analysis"
+    shutil.copytree(repo_root / "tests" / "pc_run" / "configs", analysis)
+    (analysis / "fileset.json").write_text(json.dumps({
+        "DYJetsToLL_2018": {"files": [str(nanoaod_dir / "nano_dy.root")],
+                            "metadata": {"sample": "DYJetsToLL", "year": "2018", "isMC": "True",
+                                         "xsec": "6077.22", "nevents": "40"}},
+        "DATA_DoubleMuon_2018": {"files": [str(nanoaod_dir / "nano_dimuon.root")],
+                                 "metadata": {"sample": "DATA_DoubleMuon", "year": "2018", "isMC": "False",
+                                              "nevents": "40"}},
+    }))
+    cfg = load_configurator(analysis / "config_pcrun.py")
+    options = {"chunksize": 40, "skip-bad-files": False}
+    full = run_fileset(cfg, cfg.fileset, processor.IterativeExecutor(), options).output
+
+    jobs_dir = tmp_path / "output" / "job"
+    jobs_dir.mkdir(parents=True)
+    jobs = {}
+    for i, job in enumerate(split_fileset(cfg.fileset, scaleout=2)):
+        out = tmp_path / "output" / f"output_job_{i}.coffea"
+        result = run_fileset(cfg.with_fileset(job.fileset), job.fileset, processor.IterativeExecutor(), options)
+        save_output(result.output, out)
+        jobs[i] = {"fileset": job.fileset, "config": f"config_job_{i}.pkl", "output": str(out)}
+    assert len(jobs) == 2
+    (jobs_dir / "jobs_config.yaml").write_text(yaml.safe_dump({"version": 1, "jobs": jobs}))
+
+    result = invoke("-jc", str(jobs_dir))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    merged = load_output(tmp_path / "output" / "output_merged.coffea")
+    _assert_same_output(merged, full)
+    assert merged["cutflow"]["initial"] == {"DYJetsToLL_2018": 40, "DATA_DoubleMuon_2018": 40}
+    _assert_same_output(normalise(merged), normalise(full))
