@@ -180,7 +180,7 @@ def test_accumulate_matches_numpy_on_all_events(halves, dy_events, data_events):
     genw, pt = dy_events
     before = [snapshot(h) for h in halves]
     total = accumulate(iter(halves))
-    for original, now in zip(before, halves):
+    for original, now in zip(before, halves, strict=True):
         assert_same(original, now)  # inputs untouched
 
     h = total["variables"]["sum_pt"]["DY"]["DY_2018"][{"cat": "baseline", "variation": "nominal"}]
