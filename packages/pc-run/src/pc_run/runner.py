@@ -1,26 +1,28 @@
 """Run one configuration over one fileset with coffea's Runner, and account for every input.
 
-``run_fileset`` checks the files (``file_check``), chunks them (per-sample chunksize, chunk
-limit), runs the processor with the executor, and then compares the chunks that came back
-with the chunks that were sent: a chunk coffea dropped under ``skipbadfiles`` is reported
-as a skipped file with its reason, never silently lost.
+``run_fileset`` chunks the files with coffea's preprocessing (per-sample chunksize, chunk
+limit), names every file that could not be opened (``file_check``), runs the processor with
+the executor, and then compares the chunks that came back with the chunks that were sent: a
+chunk coffea dropped under ``skipbadfiles`` is reported as a skipped file with its reason,
+never silently lost.
 """
 from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from coffea import processor as coffea_processor
 from coffea.nanoevents import NanoAODSchema
-from coffea.processor.executor import FileMeta, WorkItem
+from coffea.processor.executor import WorkItem
 
 from pc_core.errors import PocketCoffeaError
 from pc_core.run_options import chunksize_for_sample
 
-from .file_check import FileCheck, check_files
+from .file_check import check_file
 from .processor import finalise_output
 
 log = logging.getLogger(__name__)
@@ -44,18 +46,6 @@ def _skip_entry(dataset: str, file: str, reason: str) -> dict[str, str]:
     return {"dataset": dataset, "file": file, "reason": reason}
 
 
-def _metadata_cache(fileset: Mapping[str, Any], checks: list[FileCheck]) -> dict[FileMeta, dict[str, Any]]:
-    """What coffea's preprocessing would have fetched, so it does not open the files again."""
-    cache: dict[FileMeta, dict[str, Any]] = {}
-    for check in checks:
-        if not check.ok:
-            continue
-        user_meta = dict(fileset[check.dataset].get("metadata") or {})
-        meta = {**user_meta, "numentries": check.entries, "uuid": check.uuid}
-        cache[FileMeta(check.dataset, check.file, check.treename, meta)] = meta
-    return cache
-
-
 def _coffea_fileset(fileset: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {
         dataset: {"files": list(entry["files"]), "metadata": dict(entry.get("metadata") or {}), "treename": entry.get("treename", "Events")}
@@ -63,29 +53,32 @@ def _coffea_fileset(fileset: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def prepare_chunks(
-    fileset: Mapping[str, Any],
-    checks: list[FileCheck],
-    run_options: Mapping[str, Any],
-    executor,
-) -> list[WorkItem]:
-    """The work items of the whole fileset: chunksize per sample, ``limit-chunks`` per dataset."""
-    cache = _metadata_cache(fileset, checks)
+def prepare_chunks(fileset: Mapping[str, Any], run_options: Mapping[str, Any], executor) -> list[WorkItem]:
+    """The work items of the whole fileset: chunksize per sample, ``limit-chunks`` per dataset.
+
+    coffea's preprocessing opens the files on the executor (in parallel); files it cannot
+    open are left out here (``skipbadfiles`` catching every exception) and accounted for by
+    the caller, which decides between skipping and failing.
+    """
     by_chunksize: dict[int, dict[str, Any]] = {}
     for dataset, entry in _coffea_fileset(fileset).items():
         chunksize = chunksize_for_sample(run_options, entry["metadata"]["sample"])
         by_chunksize.setdefault(chunksize, {})[dataset] = entry
     chunks: list[WorkItem] = []
+    cache: dict = {}  # fresh per run: coffea's global cache would keep stale fileset metadata
     for chunksize, subset in by_chunksize.items():
         runner = coffea_processor.Runner(
             executor=executor,
             chunksize=chunksize,
             maxchunks=run_options.get("limit-chunks"),
             metadata_cache=cache,
-            skipbadfiles=bool(run_options.get("skip-bad-files")),
+            skipbadfiles=(Exception,),
             schema=NanoAODSchema,
         )
-        chunks += list(runner.preprocess(subset, treename="Events"))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Skipping bad file")
+            warnings.filterwarnings("ignore", message="Performed attempt")
+            chunks += list(runner.preprocess(subset, treename="Events"))
     return chunks
 
 
@@ -98,22 +91,27 @@ def run_fileset(
 ) -> RunResult:
     """Process ``fileset`` (a subset of ``cfg.fileset``) and return the finalised output."""
     skip_bad = bool(run_options.get("skip-bad-files"))
-    checks = check_files(fileset)
+    chunks = prepare_chunks(fileset, run_options, executor)
+    opened = {(c.dataset, c.filename) for c in chunks}
+    unreadable = [
+        check_file(dataset, file, entry.get("treename", "Events"))
+        for dataset, entry in fileset.items()
+        for file in entry["files"]
+        if (dataset, file) not in opened
+    ]
     skipped: list[dict[str, str]] = []
-    for check in checks:
-        if check.ok:
-            continue
+    for check in unreadable:
+        reason = check.error or "could not be opened during preprocessing"
         if not skip_bad:
             raise InputFileError(
-                f"input file {check.file} of dataset {check.dataset!r} cannot be read: {check.error}. "
-                "Fix or remove it from the fileset, or run with skip-bad-files (run option "
-                "'skip-bad-files: true' in --custom-run-options) to skip it"
+                f"input file {check.file} of dataset {check.dataset!r} cannot be read: {reason}. "
+                "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
+                "'skip-bad-files: true') to skip it"
             )
-        log.warning("Skipping input file %s of dataset %r: %s", check.file, check.dataset, check.error)
-        skipped.append(_skip_entry(check.dataset, check.file, check.error))
+        log.warning("Skipping input file %s of dataset %r: %s", check.file, check.dataset, reason)
+        skipped.append(_skip_entry(check.dataset, check.file, reason))
 
     executor_instance = executor
-    chunks = prepare_chunks(fileset, checks, run_options, executor_instance)
     expected: dict[str, int] = {}
     for chunk in chunks:
         expected[chunk.dataset] = expected.get(chunk.dataset, 0) + 1
