@@ -49,6 +49,7 @@ class BuiltDataset:
     sites: list[str | None]
     file_nevents: list[int]
     file_bytes: list[int]
+    count_urls: list[str] = field(default_factory=list)  # where to open a file to count events
 
     @property
     def name(self) -> str:
@@ -101,7 +102,8 @@ def build_datasets(
         lfns: list[str] = []
         info: dict[str, dict[str, Any]] = {}
         for das in request.das_names:
-            for f in file_lists[das]:
+            # Rucio lists files block by block in no fixed order: sort by LFN for stable output
+            for f in sorted(file_lists[das], key=lambda f: f["name"]):
                 if f["name"] not in info:
                     lfns.append(f["name"])
                     info[f["name"]] = f
@@ -109,6 +111,7 @@ def build_datasets(
             raise SiteSelectionError(f"dataset {request.name}: Rucio lists no files in {', '.join(request.das_names)}")
         files: list[str] = []
         sites: list[str | None] = []
+        count_urls: dict[str, str] = {}
         missing: list[str] = []
         holding: set[str] = set()
         for lfn in lfns:
@@ -121,6 +124,9 @@ def build_datasets(
                 files.append(url or rses[site][0])
                 sites.append(site)
             elif options.include_redirector:
+                # still count events on a real replica when one exists (at any site)
+                if rses:
+                    count_urls[lfn] = rses[sorted(rses)[0]][0]
                 url = join_prefix(options.redirector, lfn)
                 log.warning("dataset %s: no acceptable replica of %s; using the redirector: %s", request.name, lfn, url)
                 files.append(url)
@@ -142,6 +148,7 @@ def build_datasets(
                 sites=sites,
                 file_nevents=[info[lfn].get("events") for lfn in lfns],  # type: ignore[misc]
                 file_bytes=[int(info[lfn].get("bytes") or 0) for lfn in lfns],
+                count_urls=[count_urls.get(lfn, url) for lfn, url in zip(lfns, files)],
             )
         )
 
@@ -149,7 +156,7 @@ def build_datasets(
     todo = [(d, i) for d in built for i, n in enumerate(d.file_nevents) if n is None]
     if todo:
         log.info("%d files lack an event count in Rucio; reading them with uproot", len(todo))
-        counts = count_events_parallel([d.files[i] for d, i in todo], options.parallelism, options.show_progress)
+        counts = count_events_parallel([(d.count_urls or d.files)[i] for d, i in todo], options.parallelism, options.show_progress)
         for (d, i), n in zip(todo, counts):
             d.file_nevents[i] = n
     for d in built:

@@ -1,0 +1,178 @@
+"""Fixtures for the real-service integration tests (Rucio + XRootD sites).
+
+``services/start_all.sh`` starts the services and writes
+``$PC_SERVICES_DIR/services.json`` (default ``/tmp/pc-services``); the fixtures read it,
+check that every service answers, and otherwise skip (or, with
+POCKET_COFFEA_REQUIRE_SERVICES=1, fail) through ``service_guard.require_service``.
+
+``rucio_catalog`` uploads real NanoAOD files (../shared/data/nanoaod) to the XRootD sites
+with ``xrdcp`` and registers them in Rucio under names unique to this test session, so
+runs against a long-lived server never collide.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import urllib.request
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from service_guard import require_service
+
+SERVICES_DIR = Path(os.environ.get("PC_SERVICES_DIR", "/tmp/pc-services"))
+REPO = Path(__file__).resolve().parents[2]
+FLAKY_SITE = ("T3_XX_FLAKY", 1096)  # throw-away site the failover test stops
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def services() -> dict:
+    info_path = SERVICES_DIR / "services.json"
+    if not info_path.exists():
+        require_service("Rucio/XRootD", False, f"{info_path} missing; run `bash services/start_all.sh` (as root)")
+    info = json.loads(info_path.read_text())
+    return info
+
+
+@pytest.fixture(scope="session")
+def rucio_config(services) -> str:
+    url = services["rucio"]["url"]
+    try:
+        with urllib.request.urlopen(url + "/ping", timeout=3) as response:
+            alive = response.status == 200
+    except OSError:
+        alive = False
+    require_service("Rucio", alive, f"{url}/ping does not answer; run `bash services/start_all.sh`")
+    return services["rucio"]["config"]
+
+
+@pytest.fixture(scope="session")
+def xrootd_sites(services) -> dict[str, int]:
+    sites = {name: s["port"] for name, s in services["xrootd"].items()}
+    dead = [f"{n}:{p}" for n, p in sites.items() if not _port_open(p)]
+    require_service("XRootD", not dead and shutil.which("xrdcp") is not None,
+                    f"sites {dead} not listening or xrdcp missing; run `bash services/start_all.sh`")
+    return sites
+
+
+@pytest.fixture(scope="session")
+def rucio_settings(rucio_config):
+    from pc_datasets.rucio_gateway import RucioSettings
+
+    return RucioSettings.from_config(rucio_config, timeout=10)
+
+
+@pytest.fixture()
+def gateway(rucio_settings):
+    from pc_datasets.rucio_gateway import RucioGateway
+
+    return RucioGateway(rucio_settings)
+
+
+@dataclass
+class CatalogFile:
+    lfn: str
+    local: Path
+    events: int
+    bytes: int
+    sites: tuple[str, ...]
+
+    def pfn(self, site: str, ports: dict[str, int]) -> str:
+        return f"root://127.0.0.1:{ports[site]}/{self.lfn}"
+
+
+@dataclass
+class Catalog:
+    tag: str
+    ports: dict[str, int]
+    containers: dict[str, list[CatalogFile]] = field(default_factory=dict)
+    das: dict[str, str] = field(default_factory=dict)  # short name -> DAS name
+
+
+def _xrdcp(local: Path, url: str) -> None:
+    env = dict(os.environ, XRD_CONNECTIONRETRY="1", XRD_REQUESTTIMEOUT="20")
+    subprocess.run(["xrdcp", "-f", "-s", "--path", str(local), url], check=True, env=env, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def flaky_site(services, xrootd_sites):
+    """A third XRootD site (own data folder) that tests may stop; stopped at session end."""
+    name, port = FLAKY_SITE
+    scripts = Path(services.get("scripts_dir", REPO / "services"))
+    res = subprocess.run(["bash", str(scripts / "start_xrootd.sh"), f"{name}:{port}"], capture_output=True, text=True,
+                         env=dict(os.environ, PC_SERVICES_DIR=services["services_dir"]), timeout=300)
+    require_service("XRootD (throw-away site)", res.returncode == 0, res.stderr[-500:])
+    yield name, port
+    subprocess.run(["bash", str(scripts / "stop_xrootd.sh"), name], capture_output=True,
+                   env=dict(os.environ, PC_SERVICES_DIR=services["services_dir"]), timeout=60)
+
+
+@pytest.fixture(scope="session")
+def rucio_catalog(rucio_settings, xrootd_sites, flaky_site, nanoaod_dir) -> Catalog:
+    """Containers/blocks of real NanoAOD files, uploaded to the sites and registered in Rucio.
+
+    - ``dy`` (MC): f0 = nano_dy (40 ev, both sites), f1 = nano_dimuon (40 ev, both sites),
+      f2 = nano_tt_v12 (200 ev, T2_CH_CERN only, *no* event count in Rucio -> uproot);
+      two blocks.
+    - ``tt`` (MC): nano_tt_v12 at T1_DE_KIT only.
+    - ``data``: nano_dimuon at T2_CH_CERN only.
+    - ``failover``: nano_dy and nano_dimuon at the throw-away site and T2_CH_CERN;
+      nano_tt_v12 at the throw-away site and T1_DE_KIT.
+    """
+    from pc_datasets.registration import FileSpec, ensure_rse, ensure_scope, register_container
+    from pc_datasets.rucio_gateway import default_client_factory
+
+    client = default_client_factory(rucio_settings)
+    ports = dict(xrootd_sites)
+    ports[flaky_site[0]] = flaky_site[1]
+    for site, port in ports.items():
+        ensure_rse(client, site, "127.0.0.1", port)
+    ensure_scope(client, "cms")
+    tag = uuid.uuid4().hex[:8]
+    catalog = Catalog(tag=tag, ports=ports)
+    cern, kit, flaky = "T2_CH_CERN", "T1_DE_KIT", flaky_site[0]
+    layout = {
+        "dy": (f"/DYJetsToLL_{tag}/Run3Summer22-v1/NANOAODSIM", "mc",
+               [("nano_dy.root", (kit, cern), True), ("nano_dimuon.root", (cern, kit), True),
+                ("nano_tt_v12.root", (cern,), False)]),
+        "tt": (f"/TTTo2L2Nu_{tag}/Run3Summer22-v1/NANOAODSIM", "mc", [("nano_tt_v12.root", (kit,), True)]),
+        "data": (f"/Muon_{tag}/Run2022C-v1/NANOAOD", "data", [("nano_dimuon.root", (cern,), True)]),
+        "failover": (f"/Failover_{tag}/Run3Summer22-v1/NANOAODSIM", "mc",
+                     [("nano_dy.root", (flaky, cern), True), ("nano_dimuon.root", (flaky, cern), True),
+                      ("nano_tt_v12.root", (flaky, kit), True)]),
+    }
+    import uproot
+
+    for short, (container, kind, entries) in layout.items():
+        files: list[CatalogFile] = []
+        for i, (fname, sites, with_events) in enumerate(entries):
+            local = nanoaod_dir / fname
+            data = local.read_bytes()
+            with uproot.open(local) as handle:
+                events = int(handle["Events"].num_entries)
+            lfn = f"/store/{kind}/Run3Summer22/{short}_{tag}/NANOAODSIM/{i}_{fname}"
+            for site in sites:
+                _xrdcp(local, f"root://127.0.0.1:{ports[site]}/{lfn}")
+            files.append(CatalogFile(lfn, local, events, len(data), sites))
+        blocks = {f"{container}#b1": files[:2], f"{container}#b2": files[2:]} if len(files) > 2 else {f"{container}#b1": files}
+        specs = {
+            block: [FileSpec(f.lfn, f.bytes, "%08x" % zlib.adler32(f.local.read_bytes()),
+                             f.events if entries[files.index(f)][2] else None) for f in fs]
+            for block, fs in blocks.items() if fs
+        }
+        register_container(client, container, specs, {f.lfn: f.sites for f in files})
+        catalog.containers[short] = files
+        catalog.das[short] = container
+    return catalog
