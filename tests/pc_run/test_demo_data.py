@@ -137,7 +137,7 @@ def test_nanoaod_schema_reads_the_files_and_the_dimuon_mass_matches_numpy(demo):
             energy = np.sqrt(px**2 + py**2 + pz**2 + m**2)
             expected = np.sqrt(energy.sum(1) ** 2 - px.sum(1) ** 2 - py.sum(1) ** 2 - pz.sum(1) ** 2)
             assert len(mass) == len(expected) > 100
-            np.testing.assert_allclose(mass, expected, rtol=1e-4)
+            np.testing.assert_allclose(mass, expected, rtol=1e-3, atol=1e-3)  # coffea sums in float32
             assert len(events) == 3000 and ak.all(events.Muon.pt >= 3)
 
 

@@ -727,8 +727,11 @@ def write_nanoaod(
             lumis = np.unique(
                 np.stack([np.asarray(events["run"], np.uint64), np.asarray(events["luminosityBlock"], np.uint64)]), axis=1
             )
-            file["LuminosityBlocks"] = {"run": lumis[0].astype(np.uint32), "luminosityBlock": lumis[1].astype(np.uint32)}
-            file["Runs"] = dict(runs)
+            for name, content in (
+                ("LuminosityBlocks", {"run": lumis[0].astype(np.uint32), "luminosityBlock": lumis[1].astype(np.uint32)}),
+                ("Runs", dict(runs)),
+            ):  # mktree + extend, as for Events, so the leaf types read like NanoAOD's (uint32_t, not std::uint32_t)
+                file.mktree(name, {key: values.dtype for key, values in content.items()}, title=name).extend(content)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
