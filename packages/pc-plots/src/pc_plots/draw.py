@@ -159,7 +159,10 @@ def draw_1d(p: PlotArrays, sel: YearSelection, style: PlotStyle, options: PlotOp
             continue
         if log_x:
             a.set_xscale("log")
-        a.set_xlim(*(var_opts.get("xlim") or (edges[0], edges[-1])))
+        lo, hi = var_opts.get("xlim") or (edges[0], edges[-1])
+        if log_x and lo <= 0:  # a log axis starts at the first positive edge
+            lo = edges[edges > 0][0] if np.any(edges > 0) else 1.0
+        a.set_xlim(lo, hi)
     ax.set_ylabel(var_opts.get("ylabel", _bin_widths_label(p.density)))
     ax.legend(ncol=int(fig_opts.get("legend_ncol", 2)), fontsize=fig_opts.get("legend_fontsize", 14), loc="upper right")
     _cms_label(ax, style, sel, p.data is not None)
@@ -219,8 +222,9 @@ def draw_2d(task: HistogramTask, category: str, style: PlotStyle, options: PlotO
         fig.colorbar(mesh, ax=ax, label="Density" if options.density else "Events")
         ax.set_xlabel(ref.axis_labels[0])
         ax.set_ylabel(ref.axis_labels[1])
-        if options.log_x:
+        if options.log_x and xedges[-1] > 0:
             ax.set_xscale("log")
+            ax.set_xlim(xedges[xedges > 0][0], xedges[-1])
         ax.set_title(title, loc="right", fontsize=16)
         _cms_label(ax, style, task.selection, title != "MC")
     fig.subplots_adjust(left=0.1, right=0.95, bottom=0.13, top=0.9, wspace=0.35)

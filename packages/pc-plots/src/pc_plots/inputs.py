@@ -2,12 +2,11 @@
 
 Each file is loaded once; right after loading, every histogram that will not be drawn is
 dropped (and so are ``columns``), so memory holds one file plus the selected histograms.
-Reading and accumulating go through ``pc_core.output`` (see docs/output-format.md).
+Reading, accumulating and normalising go through ``pc_core.output`` (docs/output-format.md).
 """
 from __future__ import annotations
 
 import glob
-import inspect
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from pc_core.errors import OutputError
+from pc_core.output import accumulate, is_normalised, load_output, normalise
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +25,6 @@ log = logging.getLogger(__name__)
 PLOT_KEYS = ("variables", "cutflow", "sumw", "sumw2", "sum_genweights", "datasets_metadata", "processing_metadata")
 REQUIRED_KEYS = ("variables", "datasets_metadata")
 PARAMETERS_FILES = ("parameters_dump.yaml",)
-
-
-def _output_module():
-    try:
-        from pc_core import output
-    except ImportError:
-        return None
-    return output
 
 
 def is_mc(metadata: dict) -> bool:
@@ -99,42 +91,6 @@ def saved_plotting_style(input_dir: str | None) -> list[tuple[str, dict]]:
     return layers
 
 
-def _load_one(path: Path) -> dict:
-    api = _output_module()
-    try:
-        if api is not None and hasattr(api, "load_output"):
-            try:
-                return api.load_output(path, keys=list(PLOT_KEYS))
-            except TypeError:
-                return api.load_output(path)
-        # pc_core.output not available: the documented format is lz4 + cloudpickle of a dict
-        import cloudpickle
-        import lz4.frame
-
-        with lz4.frame.open(path, "rb") as f:
-            return cloudpickle.load(f)
-    except OutputError:
-        raise
-    except FileNotFoundError:
-        raise OutputError(f"Output file {path} does not exist") from None
-    except Exception as exc:  # unreadable/corrupt pickle: a user-facing error naming the file
-        raise OutputError(f"Output file {path} cannot be read as a .coffea output: {type(exc).__name__}: {exc}") from None
-
-
-def _accumulate(a: Any, b: Any) -> Any:
-    """Fallback sum of two outputs (pc_core.output.accumulate preferred)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = dict(a)
-        for key, value in b.items():
-            out[key] = _accumulate(a[key], value) if key in a else value
-        return out
-    if isinstance(a, list) and isinstance(b, list):
-        return a + b
-    if isinstance(a, (str, bool)) or a is None:
-        return a
-    return a + b
-
-
 def select_histograms(names: Iterable[str], only: Sequence[str], exclude: Sequence[str]) -> list[str]:
     """Histogram names matching any ``only`` regex (all when empty) and no ``exclude`` regex."""
     only_re = [_compile(p, "--only-hist") for p in only]
@@ -178,95 +134,26 @@ def load_outputs(files: Sequence[Path], only_hist: Sequence[str] = (),
 
     Returns the filtered output and the names of every histogram the files hold.
     """
-    api = _output_module()
     total: dict | None = None
     available: dict[str, None] = {}
     for path in files:
-        loaded = _load_one(Path(path))
+        loaded = load_output(path)  # a pickle cannot be read partially: keep one file at a time
         current = _filter_output(loaded, Path(path), only_hist, exclude_hist)
         available.update(dict.fromkeys(loaded["variables"]))
         del loaded
-        if total is None:
-            total = current
-        elif api is not None and hasattr(api, "accumulate"):
-            total = api.accumulate([total, current])
-        else:
-            total = _accumulate(total, current)
+        total = current if total is None else accumulate([total, current])
     assert total is not None
     return total, list(available)
 
 
-def lumi_by_year(output: dict) -> dict[str, float]:
-    """Integrated luminosity per year in pb^-1 from processing_metadata['lumi_pb']."""
-    lumi = (output.get("processing_metadata") or {}).get("lumi_pb") or {}
-    return {str(k): float(v) for k, v in lumi.items()}
-
-
 def normalise_for_plotting(output: dict, source: str) -> dict:
-    """The output with MC scaled by xsec * lumi / sum_genweights (unchanged if already normalised)."""
-    if (output.get("processing_metadata") or {}).get("normalised"):
+    """The output with MC scaled by xsec * lumi / sum_genweights (as is if already normalised)."""
+    if is_normalised(output):
         return output
-    api = _output_module()
-    if api is not None and hasattr(api, "normalise"):
-        params = inspect.signature(api.normalise).parameters
-        try:
-            if len(params) >= 2 and list(params.values())[1].default is inspect.Parameter.empty:
-                return api.normalise(output, lumi_by_year(output))
-            return api.normalise(output)
-        except KeyError as exc:
-            raise OutputError(f"{source}: cannot normalise, missing key {exc}") from None
-    return _normalise_fallback(output, source)
-
-
-def _normalise_fallback(output: dict, source: str) -> dict:
-    """docs/output-format.md normalisation, used only while pc_core.output.normalise is absent."""
-    by_dataset = output["datasets_metadata"]["by_dataset"]
-    processing = output.get("processing_metadata") or {}
-    lumi = lumi_by_year(output)
-    applied = set(processing.get("weights_applied") or [])
-    genw = output.get("sum_genweights") or {}
-    factors: dict[str, float] = {}
-
-    def factor(dataset: str) -> float:
-        if dataset in factors:
-            return factors[dataset]
-        meta = by_dataset.get(dataset)
-        if meta is None:
-            raise OutputError(f"{source}: dataset {dataset!r} has no entry in datasets_metadata['by_dataset']")
-        if not is_mc(meta):
-            factors[dataset] = 1.0
-            return 1.0
-        if dataset not in genw:
-            raise OutputError(f"{source}: MC dataset {dataset!r} has no sum_genweights entry; cannot normalise")
-        if genw[dataset] == 0:
-            raise OutputError(f"{source}: MC dataset {dataset!r} has sum_genweights = 0; cannot normalise")
-        xs_in, lumi_in = "XS" in applied, "lumi" in applied
-        xsec = 1.0 if xs_in else meta.get("xsec")
-        year = str(meta.get("year"))
-        lum = 1.0 if lumi_in else lumi.get(year)
-        if xsec is None:
-            raise OutputError(f"{source}: MC dataset {dataset!r} has no 'xsec' in its metadata; cannot normalise")
-        if lum is None:
-            raise OutputError(
-                f"{source}: no luminosity for year {year!r} (dataset {dataset!r}) in "
-                f"processing_metadata['lumi_pb']; it has: {', '.join(sorted(lumi)) or '(none)'}"
-            )
-        factors[dataset] = float(xsec) * float(lum) / float(genw[dataset])
-        return factors[dataset]
-
-    result = dict(output)
-    result["variables"] = {
-        name: {sample: {ds: h * factor(ds) for ds, h in by_ds.items()} for sample, by_ds in samples.items()}
-        for name, samples in output["variables"].items()
-    }
-    for key, power in (("sumw", 1), ("sumw2", 2)):
-        if key in output:
-            result[key] = {
-                cat: {ds: {s: v * factor(ds) ** power for s, v in by_s.items()} for ds, by_s in by_ds.items()}
-                for cat, by_ds in output[key].items()
-            }
-    result["processing_metadata"] = dict(processing, normalised=True)
-    return result
+    try:
+        return normalise(output)
+    except OutputError as exc:
+        raise OutputError(f"{source}: {exc}") from None
 
 
 @dataclass
