@@ -317,3 +317,19 @@ def test_validation_error_from_a_config_file_is_not_wrapped(tmp_path, nanoaod_di
     with pytest.raises(ConfigError) as info:
         load_configurator(config)
     assert str(info.value).startswith("Unknown weight 'sf_muonn' in weights[\"common\"][\"inclusive\"][1]")
+
+
+def test_libraries_installed_inside_the_config_folder_stay_imported(tmp_path, nanoaod_dir, monkeypatch):
+    """A virtualenv inside the analysis folder: its libraries are not the config's own modules."""
+    config = write_analysis(tmp_path / "analysis", nanoaod_dir)
+    site = tmp_path / "analysis" / ".venv" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "h6_fake_library.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(site))
+    config.write_text("import h6_fake_library\n" + config.read_text())
+    try:
+        load_configurator(config)
+        assert sys.modules["h6_fake_library"].VALUE == 42
+        assert "my_cuts" not in sys.modules
+    finally:
+        sys.modules.pop("h6_fake_library", None)

@@ -47,11 +47,13 @@ def _module_name_for(path: Path) -> str:
 
 def _is_under(module: ModuleType, folder: Path) -> bool:
     filename = getattr(module, "__file__", None)
+    if not filename:  # namespace packages have no __file__, only __path__
+        filename = next(iter(getattr(module, "__path__", []) or []), None)
     if not filename:
         return False
     try:
         return Path(filename).resolve().is_relative_to(folder)
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         return False
 
 
@@ -63,21 +65,23 @@ def _local_module_names(folder: Path) -> set[str]:
     except OSError:
         return names
     for entry in entries:
-        if entry.suffix == ".py":
+        if entry.suffix == ".py" and entry.stem.isidentifier():
             names.add(entry.stem)
-        elif entry.is_dir() and (entry / "__init__.py").exists():
+        elif entry.name.isidentifier() and entry.is_dir():
             names.add(entry.name)
     return names
 
 
 @contextmanager
-def _config_import_scope(folder: Path) -> Iterator[list[ModuleType]]:
+def _config_import_scope(folder: Path, config_module_name: str) -> Iterator[list[ModuleType]]:
     """Make ``folder`` importable while the block runs; collect the modules imported from it.
 
+    Only modules whose top-level name is a file or package directly in ``folder`` count as
+    the config's own (a virtualenv inside the folder must not make every library "local").
     On exit ``sys.path`` is restored, the collected modules are registered for pickling by
     value and removed from ``sys.modules``, and modules they shadowed are restored.
     """
-    local_names = _local_module_names(folder)
+    local_names = _local_module_names(folder) | {config_module_name}
     shadowed: dict[str, ModuleType] = {}
     for name in list(sys.modules):
         if name.split(".")[0] in local_names and not _is_under(sys.modules[name], folder):
@@ -92,10 +96,9 @@ def _config_import_scope(folder: Path) -> Iterator[list[ModuleType]]:
             sys.path.remove(str(folder))
         except ValueError:
             pass
-        new_names = [name for name in sys.modules if name not in before]
-        for name in new_names:
+        for name in [name for name in sys.modules if name not in before]:
             module = sys.modules[name]
-            if _is_under(module, folder):
+            if name.split(".")[0] in local_names and isinstance(module, ModuleType) and _is_under(module, folder):
                 imported.append(module)
         for module in imported:
             if module.__name__.split(".")[0] == module.__name__:
@@ -117,7 +120,7 @@ def _execute_config_module(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     token = CONFIG_DIR.set(path.parent)
     try:
-        with _config_import_scope(path.parent):
+        with _config_import_scope(path.parent, name):
             # registered so that dataclasses and relative lookups work while it executes
             sys.modules[name] = module
             try:
