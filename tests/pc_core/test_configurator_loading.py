@@ -333,3 +333,24 @@ def test_libraries_installed_inside_the_config_folder_stay_imported(tmp_path, na
         assert "my_cuts" not in sys.modules
     finally:
         sys.modules.pop("h6_fake_library", None)
+
+
+def test_load_and_save_without_coffea_dask_uproot_awkward(tmp_path, nanoaod_dir):
+    """A submit node has pc-core only: loading, filtering and saving a configurator needs none of them."""
+    config = write_analysis(tmp_path / "analysis", nanoaod_dir)
+    script = f"""
+        import json, sys
+        FORBIDDEN = {{"coffea", "dask", "distributed", "htcondor", "htcondor2", "rucio", "uproot", "awkward", "parsl"}}
+        class Refuse:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in FORBIDDEN:
+                    raise ImportError("refused " + name)
+        sys.meta_path.insert(0, Refuse())
+        from pc_core import load_configurator
+        cfg = load_configurator({str(config)!r}).filter(samples="DY")
+        cfg.save_config({str(tmp_path / "out")!r})
+        print(json.dumps({{"samples": cfg.samples, "weights": cfg.weights_config["DY"]["inclusive"]}}))
+    """
+    got = _fresh_process(script, tmp_path)
+    assert got == {"samples": ["DY"], "weights": ["genWeight", "sf_muon"]}
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["datasets"]["samples"] == ["DY"]
