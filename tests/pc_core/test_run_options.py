@@ -284,6 +284,8 @@ def test_chunksize_for_sample():
     options = load_run_options("condor@lxplus", {"chunksize": per_sample})
     assert chunksize_for_sample(options, "TTToSemiLeptonic") == 50000
     assert chunksize_for_sample(options.to_dict(), "other") == 150000
+    # a plain run-options dict whose values all happen to be integers is still run options
+    assert chunksize_for_sample({"chunksize": 15, "retries": 3}, "any") == 15
     with pytest.raises(RunOptionsError) as info:
         chunksize_for_sample({"TTToSemiLeptonic": 50000, "ttH": 10}, "DATA_SingleMuon")
     message = str(info.value)

@@ -474,9 +474,7 @@ def chunksize_for_sample(run_options_or_value: Mapping[str, Any] | int, sample: 
     chunksize value itself.
     """
     value: Any = run_options_or_value
-    if isinstance(value, RunOptions) or (
-        isinstance(value, Mapping) and "chunksize" in value and not all(is_int(v) for v in value.values())
-    ):
+    if isinstance(value, Mapping) and "chunksize" in value:  # run options, not a per-sample dict
         value = value["chunksize"]
     return per_sample_value(value, sample, "chunksize")
 
