@@ -108,6 +108,21 @@ def _cms_label(ax, style: PlotStyle, sel: YearSelection, has_data: bool) -> None
     ax.text(1.0, 1.01, " ".join(right), transform=ax.transAxes, ha="right", va="bottom", fontsize=17)
 
 
+def _cms_label_figure(fig, style: PlotStyle, sel: YearSelection, has_data: bool) -> None:
+    """The CMS label once per figure (for multi-panel 2D plots)."""
+    cms = fig.text(0.02, 0.97, "CMS", ha="left", va="top", fontsize=24, fontweight="bold")
+    extra = str(style.cms.get("text", "")) or ("" if has_data else "Simulation")
+    if extra:
+        fig.axes[0].annotate(f" {extra}", xy=(1, 0), xycoords=cms, ha="left", va="bottom", fontsize=19,
+                             fontstyle="italic", annotation_clip=False)
+    right = [sel.name]
+    if sel.lumi_fb is not None:
+        right.append(f"{sel.lumi_fb:.3g} fb$^{{-1}}$")
+    if sel.com is not None:
+        right.append(f"({sel.com:g} TeV)")
+    fig.text(0.98, 0.97, " ".join(right), ha="right", va="top", fontsize=17)
+
+
 def _bin_widths_label(density: bool) -> str:
     return "Density" if density else "Events"
 
@@ -154,6 +169,7 @@ def draw_1d(p: PlotArrays, sel: YearSelection, style: PlotStyle, options: PlotOp
         ax.set_ylim(float(fig_opts.get("log_y_min", 0.01)), ymax * 100)
     else:
         ax.set_ylim(0, ymax * 1.45)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
     for a in (ax, rax):
         if a is None:
             continue
@@ -179,6 +195,7 @@ def draw_1d(p: PlotArrays, sel: YearSelection, style: PlotStyle, options: PlotOp
         rax.set_xlabel(p.xlabel)
     else:
         ax.set_xlabel(p.xlabel)
+    fig.subplots_adjust(left=0.16, right=0.96, top=0.92, bottom=0.11)
     return fig
 
 
@@ -225,9 +242,9 @@ def draw_2d(task: HistogramTask, category: str, style: PlotStyle, options: PlotO
         if options.log_x and xedges[-1] > 0:
             ax.set_xscale("log")
             ax.set_xlim(xedges[xedges > 0][0], xedges[-1])
-        ax.set_title(title, loc="right", fontsize=16)
-        _cms_label(ax, style, task.selection, title != "MC")
-    fig.subplots_adjust(left=0.1, right=0.95, bottom=0.13, top=0.9, wspace=0.35)
+        ax.set_title(title, loc="center", fontsize=18)
+    _cms_label_figure(fig, style, task.selection, data_total is not None)
+    fig.subplots_adjust(left=0.08, right=0.95, bottom=0.13, top=0.84, wspace=0.35)
     return fig
 
 
@@ -304,7 +321,10 @@ def _run_cutflow_task(task: CutflowTask, style: PlotStyle, options: PlotOptions,
                 else style.label(row.sample))
     ax.set_xticks(x, task.steps)
     ax.set_yscale("log")
+    peak = max((max(r.counts.values()) for r in task.rows), default=1.0)
+    ax.set_ylim(top=max(peak, 1.0) * 30)  # headroom for the CMS label and the legend
     ax.set_ylabel("Events (unweighted)")
+    fig.subplots_adjust(left=0.16, right=0.96, top=0.9, bottom=0.12)
     ax.legend(fontsize=12, ncol=2)
     _cms_label(ax, style, task.selection, any(r.is_data for r in task.rows))
     try:

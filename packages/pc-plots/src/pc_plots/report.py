@@ -81,6 +81,7 @@ def render_index(records: Sequence[PlotRecord], title: str, inputs: Sequence[str
         by_year[r.year][r.category].append(r)
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<link rel=\"icon\" href=\"data:,\">",  # no favicon request (a 404 in the console)
         f"<title>{escape(title)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>",
         f"<h1>{escape(title)}</h1>",
         f"<p class=\"meta\">{len([r for r in records if r.kind != 'cutflow'])} plots from "
