@@ -365,10 +365,11 @@ def _collection(evt: np.ndarray, pt: np.ndarray, n_events: int, columns: Mapping
 
 def _turn_on(pt: np.ndarray, threshold: float, plateau: float) -> np.ndarray:
     """Trigger efficiency versus offline pt: an error-function turn-on reaching ``plateau``."""
-    from math import erf
-
     x = (pt - threshold * 1.04) / (0.06 * threshold * math.sqrt(2.0))
-    return plateau * 0.5 * (1.0 + np.vectorize(erf, otypes=[float])(x)) if pt.size else pt
+    return plateau * 0.5 * (1.0 + _erf(x).astype(np.float64))
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
 
 
 def _btag_score(rng: np.random.Generator, flavour: np.ndarray) -> np.ndarray:
@@ -397,8 +398,8 @@ def _leading_two(evt: np.ndarray, pt: np.ndarray, n_events: int) -> tuple[np.nda
 
 def simulate_detector(
     rng: np.random.Generator, truth: _Truth, is_mc: bool, pileup_mean: float
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Reconstructed NanoAOD-like branches (without event ids) and, for MC, the true pileup."""
+) -> dict[str, Any]:
+    """Reconstructed NanoAOD-like branches (without event ids); pileup, generator-level truth only for MC."""
     n = truth.n
     out: dict[str, Any] = {}
     lep_pt, lep_eta, lep_phi = _pt_eta_phi(truth.lep_p4)
@@ -424,10 +425,9 @@ def simulate_detector(
     m_charge = np.concatenate([-np.sign(truth.lep_pdg[mu]), rng.choice(np.array([-1, 1]), fake_evt.size)])
     prompt = np.concatenate([np.ones(mu.sum(), bool), np.zeros(fake_evt.size, bool)])
     m_phi = (m_phi + np.pi) % (2 * np.pi) - np.pi
-    keep = (m_pt > 3.0) & (np.abs(m_eta) < 2.4) & (rng.random(m_pt.size) < np.where(prompt, 0.985, 1.0))
+    sel = (m_pt > 3.0) & (np.abs(m_eta) < 2.4) & (rng.random(m_pt.size) < np.where(prompt, 0.985, 1.0))
     u = rng.random(m_pt.size)
     iso = np.where(prompt, rng.exponential(0.025, m_pt.size) * (rng.random(m_pt.size) < 0.6), 0.1 + rng.exponential(0.6, m_pt.size))
-    sel = keep
     k = int(sel.sum())
     out.update({
         f"Muon_{name}": values for name, values in _collection(m_evt[sel], m_pt[sel], n, {
@@ -462,14 +462,13 @@ def simulate_detector(
     e_charge = np.concatenate([-np.sign(truth.lep_pdg[el]), rng.choice(np.array([-1, 1]), nf)])
     prompt = np.concatenate([np.ones(el.sum(), bool), np.zeros(nf, bool)])
     crack = (np.abs(e_eta) > 1.444) & (np.abs(e_eta) < 1.566)
-    keep = (e_pt > 5.0) & (np.abs(e_eta) < 2.5) & (rng.random(e_pt.size) < np.where(prompt, np.where(crack, 0.7, 0.95), 1.0))
+    sel = (e_pt > 5.0) & (np.abs(e_eta) < 2.5) & (rng.random(e_pt.size) < np.where(prompt, np.where(crack, 0.7, 0.95), 1.0))
     cut_based = np.where(
         prompt,
         rng.choice(np.arange(5), e_pt.size, p=[0.03, 0.03, 0.06, 0.13, 0.75]),
         rng.choice(np.arange(5), e_pt.size, p=[0.50, 0.25, 0.15, 0.07, 0.03]),
     )
     e_iso = np.where(prompt, rng.exponential(0.035, e_pt.size), 0.05 + rng.exponential(0.4, e_pt.size))
-    sel = keep
     k = int(sel.sum())
     out.update({
         f"Electron_{name}": values for name, values in _collection(e_evt[sel], e_pt[sel], n, {
@@ -505,14 +504,13 @@ def simulate_detector(
     all_mass = np.concatenate([j_mass_true * j_reco / np.maximum(j_pt, 1e-9), pu_pt * rng.lognormal(np.log(0.15), 0.3, npu)])
     all_flav = np.concatenate([truth.jet_flavour, np.zeros(npu, dtype=np.int64)])
     is_pu = np.concatenate([np.zeros(j_pt.size, bool), np.ones(npu, bool)])
-    keep = (all_pt > 15.0) & (np.abs(all_eta) < 4.7)
+    sel = (all_pt > 15.0) & (np.abs(all_eta) < 4.7)
     jet_id = rng.choice(np.array([6, 2, 0]), all_pt.size, p=[0.93, 0.05, 0.02])
     pu_id = np.where(
         all_pt >= 50.0, 7,
         np.where(is_pu, rng.choice(np.array([0, 4, 6, 7]), all_pt.size, p=[0.75, 0.15, 0.06, 0.04]),
                  rng.choice(np.array([0, 4, 6, 7]), all_pt.size, p=[0.04, 0.06, 0.10, 0.80])),
     )
-    sel = keep
     k = int(sel.sum())
     columns = {
         "pt": _f32(all_pt[sel], 10),
@@ -582,7 +580,7 @@ def simulate_detector(
         all_pass &= out[name]
     out["Flag_ecalBadCalibFilterV2"] = out["Flag_ecalBadCalibFilter"].copy()
     out["Flag_METFilters"] = all_pass
-    return out, true_int
+    return out
 
 
 # --------------------------------------------------------------------------- events of one file
@@ -608,7 +606,7 @@ def mc_file_events(params: DemoDataParameters, sample_index: int, file_index: in
     rng = _file_rng(params.seed, sample_index, file_index)
     n = params.events_per_file
     truth = GENERATORS[spec.sample](rng, n)
-    branches, _ = simulate_detector(rng, truth, is_mc=True, pileup_mean=32.0)
+    branches = simulate_detector(rng, truth, is_mc=True, pileup_mean=32.0)
     first = file_index * n
     index = np.arange(first, first + n, dtype=np.uint64)
     ids = {
@@ -632,7 +630,7 @@ def data_file_events(params: DemoDataParameters, file_index: int) -> tuple[dict[
     n_dy = int(rng.binomial(n, DY.xsec / (DY.xsec + TTBAR.xsec)))
     truth = _Truth.concatenate([generate_drell_yan(rng, n_dy), generate_ttbar_dilepton(rng, n - n_dy)])
     truth = truth.permuted(rng.permutation(n))
-    branches, _ = simulate_detector(rng, truth, is_mc=False, pileup_mean=30.5)
+    branches = simulate_detector(rng, truth, is_mc=False, pileup_mean=30.5)
     fired = np.asarray(branches["HLT_Mu17_TrkIsoVVL_Mu8_TrkIsoVVL_DZ_Mass3p8"])
     kept = {name: values[fired] for name, values in branches.items()}
     runs, lumis = _data_run_lumi(params, file_index)
