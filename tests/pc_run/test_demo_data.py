@@ -292,3 +292,14 @@ def test_command_requires_an_output_folder_and_is_reachable_from_the_umbrella(tm
     result = CliRunner().invoke(cli, ["generate-demo-data", "-o", str(tmp_path), "--compression", "brotli"])
     assert result.exit_code != 0 and "brotli" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fileset_is_accepted_by_the_pc_core_loader(demo, tmp_path):
+    from pc_core.fileset import load_fileset_json
+
+    path = tmp_path / FILESET_NAME
+    path.write_text(json.dumps(demo))
+    loaded = load_fileset_json(path)
+    assert loaded[DY.dataset]["metadata"]["xsec"] == 6077.22
+    assert loaded[DATA.dataset]["metadata"]["isMC"] is False
+    assert loaded[TTBAR.dataset]["metadata"]["nevents"] == 6000
