@@ -19,6 +19,7 @@ def _quiet_known_warnings() -> None:
     logging.captureWarnings(True)
     warnings.filterwarnings("ignore", message=r".*Missing cross-reference.*")
     warnings.filterwarnings("ignore", message=r".*Found duplicate branch.*")
+    warnings.filterwarnings("ignore", message=r".*already exists but its values will be replaced.*")
 
 
 @click.command("run", context_settings={"help_option_names": ["-h", "--help"]})
