@@ -17,6 +17,9 @@ from workflow import DileptonProcessor
 FILESET = os.environ.get("POCKET_COFFEA_DEMO_FILESET", "../../demo-data/fileset_demo.json")
 
 parameters = {
+    # The synthetic data of generate-demo-data (default settings) amounts to 6.4877 pb^-1;
+    # it is written to the data metadata as lumi_pb (docs/demo-data.md).
+    "lumi": {"picobarn": {"2018": {"tot": 6.487703}}},
     "object_preselection": {
         "Muon": {"pt": 15.0, "eta": 2.4, "iso": 0.15},
         "Electron": {"pt": 15.0, "eta": 2.5, "id": 3},
