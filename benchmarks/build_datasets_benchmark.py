@@ -29,7 +29,7 @@ from pc_datasets.registration import ensure_rse, ensure_scope
 from pc_datasets.rucio_gateway import RucioGateway, RucioSettings, default_client_factory
 from pc_datasets.sites import SiteSelection
 
-CHUNK = 2000
+CHUNK = 250  # the server schema allows 1000 DIDs per bulk call; SQLite limits bind variables
 
 
 class CountingClient:

@@ -93,7 +93,9 @@ def build_datasets(
         selection.validate_names(known, where=f"Rucio ({gateway.settings.rucio_host})")
     das_names = list(dict.fromkeys(d for r in requests for d in r.das_names))
     file_lists = _fetch_file_lists(gateway, das_names, options)
-    replicas = gateway.list_replicas(das_names)
+    with progress_bar(options.show_progress) as progress:
+        progress.add_task("Asking Rucio for replicas", total=None)
+        replicas = gateway.list_replicas(das_names, parallelism=options.parallelism)
     log.info("Rucio: %d DAS names, %d files with replicas, %d calls so far", len(das_names), len(replicas), gateway.calls)
 
     rng = random.Random(selection.seed)
