@@ -18,3 +18,8 @@ class MuonJetProcessor(BaseProcessorABC):
 
     def define_common_variables_after_presel(self, variation):
         self.events["JetGood_Ht"] = ak.sum(self.events.JetGood.pt, axis=1)
+
+    def process_extra_after_skim(self):
+        # lets the tests make one dataset fail (fileset metadata "fail_on_purpose": true)
+        if self.metadata.get("fail_on_purpose"):
+            raise RuntimeError(f"dataset {self._dataset} fails on purpose (test fileset flag)")
