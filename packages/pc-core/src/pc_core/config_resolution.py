@@ -40,7 +40,7 @@ def _suggest(key: str, accepted: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _check_keys(mapping: Mapping, accepted: Sequence[str], where: str) -> None:
+def check_keys(mapping: Mapping, accepted: Sequence[str], where: str) -> None:
     for key in mapping:
         if key not in accepted:
             raise ConfigError(
@@ -74,12 +74,12 @@ def parse_spec(
     """Flatten a common/bysample spec into entries; check keys, samples and categories."""
     shape = '{"common": {"inclusive": [...], "bycategory": {category: [...]}}, "bysample": {sample: {...}}}'
     spec = _as_mapping(spec, label, shape)
-    _check_keys(spec, SPEC_KEYS, label)
+    check_keys(spec, SPEC_KEYS, label)
     entries: list[SpecEntry] = []
 
     def scope(block: Any, where: str, sample: str | None) -> None:
         block = _as_mapping(block, where, '{"inclusive": [...], "bycategory": {category: [...]}}')
-        _check_keys(block, SCOPE_KEYS, where)
+        check_keys(block, SCOPE_KEYS, where)
         inclusive_where = f'{where}["inclusive"]'
         for i, item in enumerate(_as_list(block.get("inclusive"), inclusive_where, what)):
             entries.append(SpecEntry(item, f"{inclusive_where}[{i}]", sample, None))

@@ -19,8 +19,7 @@ from typing import Any
 
 from .config_loading import CONFIG_DIR, load_configurator
 from .config_resolution import (
-    SpecEntry,
-    _check_keys,
+    check_keys,
     check_columns,
     check_cut_list,
     parse_spec,
@@ -253,7 +252,7 @@ class Configurator:
         if variations is not None and not isinstance(variations, Mapping):
             raise ConfigError(f'variations must be a dict {{"weights": {{...}}}}, got {type(variations).__name__}')
         variations = variations or {}
-        _check_keys(variations, VARIATIONS_KEYS, "variations")
+        check_keys(variations, VARIATIONS_KEYS, "variations")
         variation_entries = weight_names(
             parse_spec(variations.get("weights"), 'variations["weights"]', "weight names", category_names, known_samples),
             registry,
@@ -312,7 +311,7 @@ class Configurator:
                 'datasets must be a dict {"jsons": [...], "filter": {...}, "subsamples": {...}}, '
                 f"got {type(datasets).__name__}"
             )
-        _check_keys(datasets, DATASETS_KEYS, "datasets")
+        check_keys(datasets, DATASETS_KEYS, "datasets")
         if "jsons" not in datasets:
             raise ConfigError('datasets has no "jsons": give the list of dataset JSON files')
         jsons = datasets["jsons"]
@@ -485,4 +484,4 @@ class Configurator:
         return configurator_summary(self)
 
 
-__all__ = ["Configurator", "ConfiguratorInputs", "NotLoadedError", "SpecEntry", "load_configurator"]
+__all__ = ["Configurator", "ConfiguratorInputs", "NotLoadedError", "expand_categories_checked", "load_configurator"]
