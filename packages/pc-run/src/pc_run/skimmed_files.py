@@ -78,7 +78,15 @@ def export_skimmed_chunk(proc, skim_mask: np.ndarray, output: dict[str, Any]) ->
     os.close(fd)
     try:
         with uproot.recreate(tmp) as out:
-            out["Events"] = _group_branches(arrays)
+            branches = _group_branches(arrays)
+            out.mktree(
+                "Events",
+                {name: (value.dtype if isinstance(value, np.ndarray) else value.type) for name, value in branches.items()},
+                counter_name=lambda counted: f"n{counted}",
+                field_name=lambda outer, inner: inner if outer == "" else f"{outer}_{inner}",
+            )
+            if len(arrays):
+                out["Events"].extend(branches)
             out["Runs"] = {
                 "genEventCount": np.array([n_initial], dtype=np.int64),
                 "genEventSumw": np.array([genweight_sum], dtype=np.float64),
