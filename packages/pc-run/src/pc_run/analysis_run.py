@@ -171,7 +171,7 @@ def output_name(group: str) -> str:
 
 def run_analysis(request: RunRequest, console: Console | None = None) -> dict[str, Any]:
     """Run the analysis as the ``run`` command does; returns the processing report."""
-    console = console or Console()
+    console = console or Console(width=None if Console().is_terminal else 160)
     outputdir = Path(request.outputdir).expanduser().absolute()
     if request.resubmit_failed and not request.process_separately:
         raise PocketCoffeaError(

@@ -28,6 +28,16 @@ from .processor import finalise_output
 log = logging.getLogger(__name__)
 
 
+class NanoAODSchemaQuiet(NanoAODSchema):
+    """NanoAODSchema without one warning per chunk for each cross-reference whose target
+    collection the file does not have (common in slimmed or synthetic NanoAOD)."""
+
+    def __init__(self, base_form, *args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
+            super().__init__(base_form, *args, **kwargs)
+
+
 class InputFileError(PocketCoffeaError):
     """An input file cannot be read and skip-bad-files is off."""
 
@@ -73,7 +83,7 @@ def prepare_chunks(fileset: Mapping[str, Any], run_options: Mapping[str, Any], e
             maxchunks=run_options.get("limit-chunks"),
             metadata_cache=cache,
             skipbadfiles=(Exception,),
-            schema=NanoAODSchema,
+            schema=NanoAODSchemaQuiet,
         )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Skipping bad file")
@@ -127,7 +137,7 @@ def run_fileset(
         executor=executor_instance,
         chunksize=max(len(c) for c in chunks) or 1,
         skipbadfiles=skip_bad,
-        schema=NanoAODSchema,
+        schema=NanoAODSchemaQuiet,
     )
     start = time.perf_counter()
     try:
