@@ -1,0 +1,1 @@
+"""Import paths PocketCoffea users know for custom executor modules (``--executor-custom-setup``)."""
