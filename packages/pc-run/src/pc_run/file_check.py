@@ -4,6 +4,9 @@ coffea's Runner skips unreadable files silently (a Python warning, often in a wo
 process) when ``skipbadfiles`` is on. The run finds the files that coffea's preprocessing
 could not open and opens each of them once more here, in this process, to name the reason
 in the log and the report (or in the error when skipping is off).
+
+Each failure is classified with ``pc_core.read_errors`` (``dead-server``, ``missing-file``,
+``corrupt-file``, ``other``), so a dead XRootD server is told apart from a wrong URL.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import logging
 from dataclasses import dataclass
 
 import uproot
+
+from pc_core.read_errors import MISSING_FILE, OTHER, classify_read_error
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +32,16 @@ class FileCheck:
     entries: int | None = None
     uuid: bytes | None = None
     error: str | None = None
+    kind: str | None = None  # pc_core.read_errors kind when the file could not be read
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def reason(self) -> str:
+        """``"<kind>: <error>"`` for reports and messages (empty when the file is fine)."""
+        return f"{self.kind}: {self.error}" if self.error else ""
 
 
 def check_file(dataset: str, file: str, treename: str = DEFAULT_TREENAME, timeout: int | None = 60) -> FileCheck:
@@ -38,13 +49,15 @@ def check_file(dataset: str, file: str, treename: str = DEFAULT_TREENAME, timeou
     try:
         with uproot.open({file: None}, timeout=timeout) as opened:
             if treename not in opened:
-                return FileCheck(dataset, file, treename, error=f"no {treename!r} tree in the file (keys: {opened.keys()[:10]})")
+                return FileCheck(dataset, file, treename, kind=OTHER,
+                                 error=f"no {treename!r} tree in the file (keys: {opened.keys()[:10]})")
             tree = opened[treename]
             return FileCheck(dataset, file, treename, entries=int(tree.num_entries), uuid=opened.file.fUUID)
     except FileNotFoundError:
-        return FileCheck(dataset, file, treename, error="file not found")
+        return FileCheck(dataset, file, treename, kind=MISSING_FILE, error="file not found")
     except Exception as exc:  # noqa: BLE001 - any failure to open is the reason we report
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return FileCheck(dataset, file, treename, error=f"{type(exc).__name__}: {message}"[:500])
+        return FileCheck(dataset, file, treename, kind=classify_read_error(exc),
+                         error=f"{type(exc).__name__}: {message}"[:500])
 
 

@@ -20,6 +20,7 @@ from coffea.nanoevents import NanoAODSchema
 from coffea.processor.executor import WorkItem
 
 from pc_core.errors import PocketCoffeaError
+from pc_core.read_errors import OTHER, read_error_hint
 from pc_core.run_options import chunksize_for_sample
 
 from .file_check import check_file
@@ -52,8 +53,9 @@ class RunResult:
     skipped_files: list[dict[str, str]] = field(default_factory=list)
 
 
-def _skip_entry(dataset: str, file: str, reason: str) -> dict[str, str]:
-    return {"dataset": dataset, "file": file, "reason": reason}
+def _skip_entry(dataset: str, file: str, reason: str, kind: str = OTHER) -> dict[str, str]:
+    """One ``skipped_files`` entry; ``kind`` is the ``pc_core.read_errors`` classification."""
+    return {"dataset": dataset, "file": file, "reason": reason, "kind": kind}
 
 
 def _coffea_fileset(fileset: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -111,15 +113,18 @@ def run_fileset(
     ]
     skipped: list[dict[str, str]] = []
     for check in unreadable:
-        reason = check.error or "could not be opened during preprocessing"
+        kind = check.kind or OTHER
+        reason = check.reason or f"{kind}: could not be opened during preprocessing"
         if not skip_bad:
+            hint = read_error_hint(kind)
             raise InputFileError(
-                f"input file {check.file} of dataset {check.dataset!r} cannot be read: {reason}. "
-                "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
+                f"input file {check.file} of dataset {check.dataset!r} cannot be read ({kind}): {check.error or reason}. "
+                + (f"Hint: {hint}. " if hint else "")
+                + "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
                 "'skip-bad-files: true') to skip it"
             )
         log.warning("Skipping input file %s of dataset %r: %s", check.file, check.dataset, reason)
-        skipped.append(_skip_entry(check.dataset, check.file, reason))
+        skipped.append(_skip_entry(check.dataset, check.file, reason, kind))
 
     executor_instance = executor
     expected: dict[str, int] = {}
@@ -158,11 +163,16 @@ def run_fileset(
             lost.setdefault((chunk.dataset, chunk.filename), []).append(chunk)
     for (dataset, file), missing in lost.items():
         events = sum(len(c) for c in missing)
+        # coffea swallowed the exception: open the file once more to classify why (a server
+        # that died during the run is a dead-server; a file that opens fine is "other")
+        recheck = check_file(dataset, file, fileset[dataset].get("treename", "Events"))
+        kind = recheck.kind or OTHER
         reason = (
-            f"read or processing error in {len(missing)} chunk(s), {events} events not processed "
+            f"{kind}: read or processing error in {len(missing)} chunk(s), {events} events not processed "
             "(skipped by skip-bad-files; see the log for the error)"
+            + (f"; reopening the file: {recheck.error}" if recheck.error else "")
         )
         log.warning("Input file %s of dataset %r partly skipped: %s", file, dataset, reason)
-        skipped.append(_skip_entry(dataset, file, reason))
+        skipped.append(_skip_entry(dataset, file, reason, kind))
     output["processing_metadata"]["skipped_files"] = skipped
     return RunResult(output=output, chunks_expected=expected, processing_seconds=seconds, skipped_files=skipped)
