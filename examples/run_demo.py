@@ -44,7 +44,7 @@ def main() -> None:
         env,
     )
     plots = outputdir / "plots"
-    step("Make the data/MC plots", ["pocket-coffea", "make-plots", "-i", str(outputdir), "-o", str(plots), "--overwrite", "-j", args.scaleout], env)
+    step("Make the data/MC plots", ["pocket-coffea", "make-plots", "-inp", str(outputdir), "-o", str(plots), "--overwrite", "-j", args.scaleout], env)
 
     print("\nDemo finished.")
     print(f"  output:  {outputdir / 'output_all.coffea'}")

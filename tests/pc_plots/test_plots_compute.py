@@ -248,3 +248,21 @@ def test_normalisation_leaves_input_untouched_and_refuses_nothing_twice(world):
     assert out["processing_metadata"]["normalised"] is True
     np.testing.assert_array_equal(raw["variables"]["jet_pt"]["TTTo"]["TTTo_2022_postEE"].values(), before)
     assert normalise_for_plotting(out, "synthetic") is out  # already normalised: used as is
+
+
+def test_ratio_left_out_where_the_prediction_is_not_positive():
+    """Negative-weight MC can sum to <= 0 in a bin: no ratio there, and no negative error bars."""
+    from pc_plots.compute import PlotArrays
+
+    data = np.array([4.0, 2.0, 3.0])
+    down, up = poisson_errors(data)
+    arrays = PlotArrays(
+        histogram="h", category="c", edges=np.array([0.0, 1.0, 2.0, 3.0]), xlabel="x", stack=[], signals=[],
+        mc_total=np.array([2.0, -0.5, 0.0]), mc_stat_variance=np.zeros(3), band_down=np.zeros(3),
+        band_up=np.zeros(3), systematics=[], data=data, data_err_down=down, data_err_up=up,
+    )
+    assert arrays.ratio[0] == pytest.approx(2.0)
+    assert np.isnan(arrays.ratio[1]) and np.isnan(arrays.ratio[2])
+    lo, hi = arrays.ratio_err
+    assert lo[0] == pytest.approx(down[0] / 2.0) and hi[0] == pytest.approx(up[0] / 2.0)
+    assert not np.any(lo < 0) and not np.any(hi < 0)

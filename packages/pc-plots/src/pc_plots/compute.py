@@ -238,13 +238,19 @@ class PlotArrays:
 
     @property
     def ratio(self) -> np.ndarray | None:
-        return None if self.data is None else safe_divide(self.data, self.mc_total)
+        return None if self.data is None else safe_divide(self.data, self._positive_mc)
+
+    @property
+    def _positive_mc(self) -> np.ndarray:
+        """The MC total where it is positive, 0 elsewhere: a ratio to a negative or empty
+        prediction (negative weights, few events) is undefined and left out (NaN)."""
+        return np.where(self.mc_total > 0, self.mc_total, 0.0)
 
     @property
     def ratio_err(self) -> tuple[np.ndarray, np.ndarray] | None:
         if self.data is None:
             return None
-        return safe_divide(self.data_err_down, self.mc_total), safe_divide(self.data_err_up, self.mc_total)
+        return safe_divide(self.data_err_down, self._positive_mc), safe_divide(self.data_err_up, self._positive_mc)
 
 
 def build_plot_arrays(
