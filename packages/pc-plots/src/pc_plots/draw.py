@@ -180,7 +180,7 @@ def draw_1d(p: PlotArrays, sel: YearSelection, style: PlotStyle, options: PlotOp
             lo = edges[edges > 0][0] if np.any(edges > 0) else 1.0
         a.set_xlim(lo, hi)
     ax.set_ylabel(var_opts.get("ylabel", _bin_widths_label(p.density)))
-    ax.legend(ncol=int(fig_opts.get("legend_ncol", 2)), fontsize=fig_opts.get("legend_fontsize", 14), loc="upper right")
+    ax.legend(ncol=int(fig_opts.get("legend_ncol", 1)), fontsize=fig_opts.get("legend_fontsize", 14), loc="upper right")
     _cms_label(ax, style, sel, p.data is not None)
     if rax is not None:
         ratio = p.ratio
