@@ -1,0 +1,216 @@
+"""``pocket-coffea run`` over XRootD: a fileset built from the local Rucio, read from the XRootD sites.
+
+The real NanoAOD files of the pc-run test analysis are uploaded to the sites and registered
+in Rucio (names unique to this module); ``build-datasets`` turns a definition into a fileset
+of ``root://`` URLs and the run over it must equal the same run over the local files. Then
+a site dies (the throw-away ``T3_XX_FLAKY``): the run fails naming the URL as a dead server,
+``--skip-bad-files`` skips and reports the files, and the replica tools move the fileset to
+the live sites, where the run is complete again. A URL that does not exist on a live server
+is a ``missing-file``.
+
+Every run over XRootD is a fresh ``pocket-coffea run`` process, because the XRootD client
+reads its timeouts (``XRD_CONNECTIONRETRY``, ``XRD_REQUESTTIMEOUT``) once, at start-up.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uproot
+
+from pc_core.fileset import load_fileset_json
+from pc_core.output import load_output
+from pc_core.read_errors import DEAD_SERVER, MISSING_FILE
+
+pytestmark = pytest.mark.integration
+
+TESTS = Path(__file__).resolve().parents[1]
+CONFIGS = TESTS / "pc_run" / "configs"
+BIN = Path(sys.executable).parent
+CERN, KIT = "T2_CH_CERN", "T1_DE_KIT"
+# fail fast on a dead server: one connection attempt, short request timeout
+XRD_FAST = {"XRD_CONNECTIONRETRY": "1", "XRD_CONNECTIONWINDOW": "2", "XRD_REQUESTTIMEOUT": "5"}
+
+
+def _load_helper(name: str):
+    """A helper module of tests/pc_run by path (``pc_run`` is also the package's import name)."""
+    spec = importlib.util.spec_from_file_location(f"h8_{name}", TESTS / "pc_run" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+assert_outputs_equal = _load_helper("outputs_compare").assert_outputs_equal
+
+
+@dataclass
+class Sample:
+    """One key of the dataset definition: the local files and the sites holding replicas."""
+
+    key: str
+    files: tuple[str, ...]
+    sites: tuple[str, ...]
+    metadata: dict
+
+
+def _samples(flaky: str) -> list[Sample]:
+    # the pc-run test analysis (tests/pc_run/configs) with its samples, years and cross-sections
+    return [
+        Sample("DYJetsToLL", ("nano_dy.root", "nano_dy_empty.root"), (CERN, flaky),
+               {"year": "2018", "isMC": True, "xsec": 6077.22}),
+        Sample("DATA_DoubleMuon", ("nano_dimuon.root",), (KIT,),  # never on the flaky site
+               {"year": "2018", "isMC": False, "era": "A"}),
+        Sample("TTTo2L2Nu", ("nano_tt_v12.root",), (KIT, flaky),
+               {"year": "2022_postEE", "isMC": True, "xsec": 87.3}),
+    ]
+
+
+@dataclass
+class RunCatalog:
+    tag: str
+    ports: dict[str, int]
+    definition: dict
+    local: dict[str, Path]  # LFN -> local file
+    events: dict[str, int]  # local file name -> entries
+    flaky: str
+
+
+def _xrdcp(local: Path, url: str) -> None:
+    subprocess.run(["xrdcp", "-f", "-s", "--path", str(local), url], check=True, timeout=60,
+                   env=dict(os.environ, XRD_CONNECTIONRETRY="1", XRD_REQUESTTIMEOUT="20"))
+
+
+@pytest.fixture(scope="module")
+def run_catalog(rucio_settings, xrootd_sites, flaky_site, nanoaod_dir) -> RunCatalog:
+    """Upload the analysis' files to their sites and register one container per sample in Rucio."""
+    from pc_datasets.registration import FileSpec, ensure_rse, ensure_scope, register_container
+    from pc_datasets.rucio_gateway import default_client_factory
+
+    client = default_client_factory(rucio_settings)
+    flaky = flaky_site[0]
+    ports = {**xrootd_sites, flaky: flaky_site[1]}
+    for site, port in ports.items():
+        ensure_rse(client, site, "127.0.0.1", port)
+    ensure_scope(client, "cms")
+    tag = uuid.uuid4().hex[:8]
+    definition: dict = {}
+    local: dict[str, Path] = {}
+    events: dict[str, int] = {}
+    for sample in _samples(flaky):
+        kind = "mc" if sample.metadata["isMC"] else "data"
+        container = f"/{sample.key}_{tag}/RunIISummer20UL18-v1/NANOAOD{'SIM' if kind == 'mc' else ''}"
+        specs = []
+        for i, name in enumerate(sample.files):
+            path = nanoaod_dir / name
+            with uproot.open(path) as handle:
+                events[name] = int(handle["Events"].num_entries)
+            lfn = f"/store/{kind}/RunIISummer20UL18/{sample.key}_{tag}/NANOAOD/{i}_{name}"
+            for site in sample.sites:
+                _xrdcp(path, f"root://127.0.0.1:{ports[site]}/{lfn}")
+            specs.append(FileSpec(lfn, path.stat().st_size, "%08x" % zlib.adler32(path.read_bytes()), events[name]))
+            local[lfn] = path
+        register_container(client, container, {f"{container}#b1": specs}, {s.lfn: sample.sites for s in specs})
+        definition[sample.key] = {"sample": sample.key, "json_output": "fileset.json",
+                                  "files": [{"das_names": [container], "metadata": dict(sample.metadata)}]}
+    return RunCatalog(tag, ports, definition, local, events, flaky)
+
+
+def _analysis(folder: Path, fileset: dict) -> Path:
+    """The pc-run test analysis copied into ``folder`` next to ``fileset.json``; returns the config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in CONFIGS.glob("*.py"):
+        shutil.copy(source, folder / source.name)
+    (folder / "fileset.json").write_text(json.dumps(fileset, indent=1))
+    return folder / "config_pcrun.py"
+
+
+def _build_datasets(cat: RunCatalog, rucio_config: str, folder: Path, *site_options: str) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    definition = folder / "datasets_definition.json"
+    definition.write_text(json.dumps(cat.definition))
+    res = subprocess.run([str(BIN / "build-datasets"), "-cfg", str(definition), "-o", str(folder), *site_options],
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ, RUCIO_CONFIG=rucio_config))
+    assert res.returncode == 0, res.stderr
+    return load_fileset_json(folder / "fileset.json")
+
+
+def _run(config: Path, outdir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``pocket-coffea run`` (iterative) in a fresh process with fast-failing XRootD timeouts."""
+    return subprocess.run(
+        [str(BIN / "pocket-coffea"), "run", "--cfg", str(config), "-o", str(outdir), "-e", "iterative",
+         "-ll", "WARNING", *extra],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, **XRD_FAST),
+    )
+
+
+def _localised(cat: RunCatalog, fileset: dict) -> dict:
+    """The same fileset with every ``root://host:port//store/...`` URL replaced by its local file."""
+    out = copy.deepcopy(fileset)
+    for entry in out.values():
+        entry["files"] = [str(cat.local["/store/" + url.split("//store/", 1)[1]]) for url in entry["files"]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_reference(run_catalog, rucio_config, tmp_path_factory) -> tuple[dict, dict]:
+    """(fileset over XRootD at CERN/KIT, output of the run on the same files read locally)."""
+    cat = run_catalog
+    base = tmp_path_factory.mktemp("xrd_run")
+    fileset = _build_datasets(cat, rucio_config, base / "built", "-bs", cat.flaky, "-ps", CERN)
+    config = _analysis(base / "local", _localised(cat, fileset))
+    res = _run(config, base / "local_out")
+    assert res.returncode == 0, res.stderr
+    return fileset, load_output(base / "local_out" / "output_all.coffea")
+
+
+def _replace_files(obj, mapping: dict[str, str]):
+    """A copy of nested dicts/lists with every string (key or value) in ``mapping`` replaced."""
+    if isinstance(obj, dict):
+        return {mapping.get(k, k) if isinstance(k, str) else k: _replace_files(v, mapping) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_replace_files(v, mapping) for v in obj]
+    return mapping.get(obj, obj) if isinstance(obj, str) else obj
+
+
+def _assert_same_output(remote: dict, local: dict, fileset: dict, local_fileset: dict) -> None:
+    """Histograms, cutflow, sumw, sum_genweights: exactly equal; metadata: equal once URLs are local paths."""
+    for key in ("variables", "cutflow", "sumw", "sumw2", "sum_genweights", "columns"):
+        assert_outputs_equal(remote[key], local[key], rtol=0.0, path=key)
+    urls = {url: path for name in fileset for url, path in zip(fileset[name]["files"], local_fileset[name]["files"])}
+    used = {f for files in remote["processing_metadata"]["files"].values() for f in files}
+    assert used and used <= set(urls), used  # the remote run's bookkeeping names the root:// URLs
+    assert_outputs_equal(_replace_files(remote, urls), local, rtol=0.0)
+
+
+def test_run_over_built_fileset_equals_local_run(run_catalog, local_reference, tmp_path):
+    cat = run_catalog
+    fileset, local_output = local_reference
+    dy, data, tt = "DYJetsToLL_2018", "DATA_DoubleMuon_2018_EraA", "TTTo2L2Nu_2022_postEE"
+    assert sorted(fileset) == sorted([dy, data, tt])
+    cern, kit = cat.ports[CERN], cat.ports[KIT]
+    for name, port in ((dy, cern), (data, kit), (tt, kit)):  # CERN first; DATA and TT are only at KIT (and FLAKY)
+        for url in fileset[name]["files"]:
+            assert url.startswith(f"root://127.0.0.1:{port}//store/"), url
+    assert fileset[dy]["metadata"]["file_nevents"] == [cat.events["nano_dy.root"], cat.events["nano_dy_empty.root"]]
+
+    config = _analysis(tmp_path / "analysis", fileset)
+    res = _run(config, tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    remote = load_output(tmp_path / "out" / "output_all.coffea")
+    # every event was read over XRootD: the counts of the files, as uproot reads them locally
+    assert remote["cutflow"]["initial"] == {dy: 40 + 0, data: cat.events["nano_dimuon.root"],
+                                             tt: cat.events["nano_tt_v12.root"]}
+    assert remote["processing_metadata"]["skipped_files"] == []
+    _assert_same_output(remote, local_output, fileset, _localised(cat, fileset))
+    report = json.loads((tmp_path / "out" / "processing_report.json").read_text())
+    assert report["skipped_files"] == [] and report["totals"]["events"] == 40 + 40 + 200
