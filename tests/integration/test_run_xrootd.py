@@ -214,3 +214,89 @@ def test_run_over_built_fileset_equals_local_run(run_catalog, local_reference, t
     _assert_same_output(remote, local_output, fileset, _localised(cat, fileset))
     report = json.loads((tmp_path / "out" / "processing_report.json").read_text())
     assert report["skipped_files"] == [] and report["totals"]["events"] == 40 + 40 + 200
+
+
+def _site_script(services: dict, script: str, *args: str) -> None:
+    scripts = Path(services.get("scripts_dir", TESTS.parent / "services"))
+    subprocess.run(["bash", str(scripts / script), *args], check=True, capture_output=True, timeout=120,
+                   env=dict(os.environ, PC_SERVICES_DIR=services["services_dir"]))
+
+
+def test_dead_site_named_skipped_then_replicas_moved(run_catalog, local_reference, rucio_config, gateway, services,
+                                                     tmp_path):
+    from pc_datasets import rewrite_fileset_away_from_sites
+
+    cat = run_catalog
+    _, local_output = local_reference
+    dy, data, tt = "DYJetsToLL_2018", "DATA_DoubleMuon_2018_EraA", "TTTo2L2Nu_2022_postEE"
+    fileset = _build_datasets(cat, rucio_config, tmp_path / "built", "-ps", cat.flaky)
+    flaky_prefix = f"root://127.0.0.1:{cat.ports[cat.flaky]}//store/"
+    on_flaky = {(name, url) for name, entry in fileset.items() for url in entry["files"] if url.startswith(flaky_prefix)}
+    assert {name for name, _ in on_flaky} == {dy, tt} and len(on_flaky) == 3  # DATA has no replica there
+    config = _analysis(tmp_path / "analysis", fileset)
+
+    _site_script(services, "stop_xrootd.sh", cat.flaky)
+    try:
+        # skip-bad-files off: the run stops before processing, naming the URL and the kind of failure
+        failed = _run(config, tmp_path / "fail", "--no-skip-bad-files")
+        assert failed.returncode == 1, failed.stderr
+        named = [url for _, url in on_flaky if url in failed.stderr]
+        assert len(named) == 1, failed.stderr
+        assert f"cannot be read ({DEAD_SERVER})" in failed.stderr and "rewrite_fileset_away_from_sites" in failed.stderr
+        assert "Traceback" not in failed.stderr
+        assert not (tmp_path / "fail" / "output_all.coffea").exists()
+
+        # skip-bad-files on: the three files are skipped, named with their reason; DATA is processed
+        skipped = _run(config, tmp_path / "skip", "--skip-bad-files")
+        assert skipped.returncode == 0, skipped.stderr
+        report = json.loads((tmp_path / "skip" / "processing_report.json").read_text())
+        assert {(s["dataset"], s["file"]) for s in report["skipped_files"]} == on_flaky
+        assert all(s["kind"] == DEAD_SERVER and s["reason"].startswith(f"{DEAD_SERVER}: ") for s in report["skipped_files"])
+        assert report["datasets"][dy]["files_skipped"] == 2 and report["datasets"][tt]["files_skipped"] == 1
+        partial = load_output(tmp_path / "skip" / "output_all.coffea")
+        assert partial["cutflow"]["initial"] == {data: local_output["cutflow"]["initial"][data]} == {data: 40}
+        assert partial["processing_metadata"]["skipped_files"] == report["skipped_files"]
+
+        # the replica tools move the fileset to the live sites; the run is complete again
+        moved = rewrite_fileset_away_from_sites(fileset, [cat.flaky], gateway).fileset
+        assert fileset[dy]["files"][0].startswith(flaky_prefix)  # the input is not mutated
+        ports = {name: {url.split("//store/")[0] for url in entry["files"]} for name, entry in moved.items()}
+        assert ports == {dy: {f"root://127.0.0.1:{cat.ports[CERN]}"}, data: {f"root://127.0.0.1:{cat.ports[KIT]}"},
+                         tt: {f"root://127.0.0.1:{cat.ports[KIT]}"}}
+        config = _analysis(tmp_path / "moved", moved)
+        rerun = _run(config, tmp_path / "moved_out")
+        assert rerun.returncode == 0, rerun.stderr
+        output = load_output(tmp_path / "moved_out" / "output_all.coffea")
+        assert output["cutflow"]["initial"] == {dy: 40, data: 40, tt: 200}
+        _assert_same_output(output, local_output, moved, _localised(cat, moved))
+    finally:
+        _site_script(services, "start_xrootd.sh", f"{cat.flaky}:{cat.ports[cat.flaky]}")
+
+
+def test_missing_file_on_live_server_named(run_catalog, local_reference, tmp_path):
+    cat = run_catalog
+    built, local_output = local_reference
+    dy = "DYJetsToLL_2018"
+    missing = f"root://127.0.0.1:{cat.ports[CERN]}//store/mc/RunIISummer20UL18/DYJetsToLL_{cat.tag}/NANOAOD/9_missing.root"
+    fileset = {dy: copy.deepcopy(built[dy])}
+    fileset[dy]["files"].append(missing)
+    del fileset[dy]["metadata"]["file_nevents"]  # one count per file: there is none for a file that does not exist
+    config = _analysis(tmp_path / "analysis", fileset)
+
+    failed = _run(config, tmp_path / "fail")  # skip-bad-files is off by default
+    assert failed.returncode == 1, failed.stderr
+    assert f"input file {missing} of dataset '{dy}' cannot be read ({MISSING_FILE})" in failed.stderr
+    assert not (tmp_path / "fail" / "output_all.coffea").exists()
+
+    skipped = _run(config, tmp_path / "skip", "--skip-bad-files")
+    assert skipped.returncode == 0, skipped.stderr
+    report = json.loads((tmp_path / "skip" / "processing_report.json").read_text())
+    [entry] = report["skipped_files"]
+    assert (entry["dataset"], entry["file"], entry["kind"]) == (dy, missing, MISSING_FILE)
+    assert "[3011]" in entry["reason"]  # the server's own answer: no such file
+    output = load_output(tmp_path / "skip" / "output_all.coffea")
+    # the two readable files are processed in full, exactly as locally
+    assert output["cutflow"]["initial"] == {dy: 40}
+    assert output["sum_genweights"] == {dy: local_output["sum_genweights"][dy]}
+    for category, by_dataset in local_output["sumw"].items():
+        assert output["sumw"][category][dy] == by_dataset[dy]
