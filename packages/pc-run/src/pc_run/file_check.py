@@ -11,6 +11,7 @@ Each failure is classified with ``pc_core.read_errors`` (``dead-server``, ``miss
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import uproot
@@ -20,6 +21,9 @@ from pc_core.read_errors import MISSING_FILE, OTHER, classify_read_error
 log = logging.getLogger(__name__)
 
 DEFAULT_TREENAME = "Events"
+# pyxrootd puts the repr of a bound method in its messages: "Failed to submit <bound method
+# File.open of <XRootD.client.file.File object at 0x7f..>> request"; keep just "File.open"
+_BOUND_METHOD = re.compile(r"<bound method (\S+) of <[^<>]*>>")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ def check_file(dataset: str, file: str, treename: str = DEFAULT_TREENAME, timeou
         return FileCheck(dataset, file, treename, kind=MISSING_FILE, error="file not found")
     except Exception as exc:  # noqa: BLE001 - any failure to open is the reason we report
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = _BOUND_METHOD.sub(r"\1", message)
         return FileCheck(dataset, file, treename, kind=classify_read_error(exc),
                          error=f"{type(exc).__name__}: {message}"[:500])
 
