@@ -1,6 +1,5 @@
 import http.server
 import json
-import os
 import threading
 import time
 

@@ -16,13 +16,12 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .atomic import atomic_write_text
 from .errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -178,18 +177,7 @@ def load_fileset_jsons(paths: str | os.PathLike | Iterable[str | os.PathLike]) -
 
 def save_fileset_json(fileset: Mapping[str, Any], path: str | os.PathLike) -> None:
     """Write a fileset JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(fileset, indent=4, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(fileset, indent=4, sort_keys=False) + "\n")
 
 
 # --------------------------------------------------------------------------- filtering

@@ -13,15 +13,14 @@ import copy
 import logging
 import os
 import pickle
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import lz4.frame
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import OutputError
 
 log = logging.getLogger(__name__)
@@ -56,18 +55,8 @@ SLICE_METADATA_KEYS: frozenset[str] = frozenset({"nevents", "nevents_estimated",
 
 def save_output(output: Mapping[str, Any], path: str | os.PathLike) -> None:
     """Write ``output`` as a ``.coffea`` file atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with lz4.frame.open(tmp, "wb") as stream:
-            cloudpickle.dump(output, stream)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, lz4.frame.open(tmp, "wb") as stream:
+        cloudpickle.dump(output, stream)
 
 
 def load_output(path: str | os.PathLike, keys: Iterable[str] | None = None) -> Output:

@@ -11,10 +11,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from pc_core.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,5 @@ def read_cache(namespace: str, key: str, max_age: float = DEFAULT_EXPIRY_SECONDS
 def write_cache(namespace: str, key: str, value: Any) -> Path:
     """Store ``value`` (JSON-serialisable) atomically; returns the cache file path."""
     path = cache_path(namespace, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump({"key": key, "written": time.time(), "value": value}, stream)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps({"key": key, "written": time.time(), "value": value}))
     return path

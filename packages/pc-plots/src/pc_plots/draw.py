@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mplhep as hep  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pc_core.atomic import atomic_write_bytes
 from .compute import NOMINAL, PlotArrays, build_plot_arrays  # noqa: E402
 from .style import PlotStyle  # noqa: E402
 from .tasks import CutflowTask, HistogramTask, PlotOptions, YearSelection  # noqa: E402
@@ -50,25 +49,13 @@ def cms_style():
     return plt.style.context(hep.style.CMS)
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_figure(fig, outdir: Path, relbase: str, formats: tuple[str, ...], dpi: float) -> dict[str, str]:
     files = {}
     for fmt in formats:
         buffer = io.BytesIO()
         fig.savefig(buffer, format=fmt, dpi=dpi)
         rel = f"{relbase}.{fmt}"
-        _atomic_bytes(outdir / rel, buffer.getvalue())
+        atomic_write_bytes(outdir / rel, buffer.getvalue())
         files[fmt] = rel
     return files
 
@@ -84,7 +71,7 @@ def save_thumbnail(fig, outdir: Path, rel: str, width_px: int, png: Path | None 
             image.save(buffer, format="png")
     else:
         fig.savefig(buffer, format="png", dpi=max(20.0, width_px / fig.get_size_inches()[0]))
-    _atomic_bytes(outdir / rel, buffer.getvalue())
+    atomic_write_bytes(outdir / rel, buffer.getvalue())
     return rel
 
 
@@ -308,7 +295,7 @@ def _run_cutflow_task(task: CutflowTask, style: PlotStyle, options: PlotOptions,
                          "" if e["yield"] is None else f"{e['yield']:.6g}",
                          "" if e["yield_err"] is None else f"{e['yield_err']:.6g}"])
     csv_rel = f"{relbase}/cutflow.csv"
-    _atomic_bytes(out / csv_rel, buffer.getvalue().encode())
+    atomic_write_bytes(out / csv_rel, buffer.getvalue().encode())
 
     fig, ax = plt.subplots(figsize=(style.figure["width"], style.figure["height"] * 0.8))
     x = np.arange(len(task.steps))

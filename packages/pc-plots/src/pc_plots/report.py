@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from .draw import PlotRecord, _atomic_bytes, safe_name
+from pc_core.atomic import atomic_write_bytes
+
+from .draw import PlotRecord, safe_name
 
 _CSS = """
 body{font-family:sans-serif;margin:1.5em;color:#222}
@@ -123,5 +125,5 @@ def render_index(records: Sequence[PlotRecord], title: str, inputs: Sequence[str
 
 def write_index(outdir: Path, records: Sequence[PlotRecord], title: str, inputs: Sequence[str]) -> Path:
     path = Path(outdir) / "index.html"
-    _atomic_bytes(path, render_index(records, title, inputs).encode())
+    atomic_write_bytes(path, render_index(records, title, inputs).encode())
     return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from pc_core.atomic import atomic_write_text
 from pc_core.configurator import Configurator
 from pc_core.config_loading import load_configurator
 from pc_core.errors import PocketCoffeaError, RunOptionsError
@@ -67,18 +67,6 @@ class RunRequest:
     resubmit_failed: bool = False
     executor_custom_setup: str | None = None
     extra_overrides: dict[str, Any] = field(default_factory=dict)
-
-
-def _write_text_atomic(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def resolve_run_options(request: RunRequest) -> RunOptions:
@@ -149,7 +137,7 @@ def read_failed_jobs(outputdir: Path) -> list[str]:
 def write_failed_jobs(outputdir: Path, failed: list[str]) -> Path | None:
     path = outputdir / FAILED_JOBS_FILE
     if failed:
-        _write_text_atomic(json.dumps(failed, indent=2) + "\n", path)
+        atomic_write_text(path, json.dumps(failed, indent=2) + "\n")
         return path
     if path.exists():
         path.unlink()
@@ -193,8 +181,8 @@ def run_analysis(request: RunRequest, console: Console | None = None) -> dict[st
 
     outputdir.mkdir(parents=True, exist_ok=True)
     cfg.save_config(outputdir)
-    _write_text_atomic(
-        yaml.safe_dump({"executor": executor, **run_options.to_dict()}, sort_keys=False), outputdir / RUN_OPTIONS_FILE
+    atomic_write_text(
+        outputdir / RUN_OPTIONS_FILE, yaml.safe_dump({"executor": executor, **run_options.to_dict()}, sort_keys=False)
     )
     log.info("Run options of %s: %s", executor, run_options.to_dict())
 

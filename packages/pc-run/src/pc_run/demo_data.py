@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import uproot
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pc_core.atomic import atomic_path, atomic_write_text
 from pc_core.errors import PocketCoffeaError
 
 log = logging.getLogger(__name__)
@@ -698,11 +698,6 @@ def _counter_name(branch: str) -> str:
     return "n" + branch.split("_", 1)[0]
 
 
-def _tmp_path(target: Path) -> Path:
-    """A fresh hidden name next to ``target`` (same filesystem, so ``os.replace`` is atomic)."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
 def write_nanoaod(
     target: Path,
     events: Mapping[str, Any],
@@ -712,8 +707,7 @@ def write_nanoaod(
 ) -> int:
     """Write an Events tree (in baskets of BASKET_EVENTS) and a Runs tree atomically; returns the entries."""
     n = len(next(iter(events.values())))
-    tmp = _tmp_path(target)
-    try:
+    with atomic_path(target) as tmp:
         with uproot.recreate(tmp, compression=compression) as file:
             tree = file.mktree("Events", _branch_types(events), title="Events", counter_name=_counter_name)
             _unsigned_counters(tree)
@@ -730,22 +724,11 @@ def write_nanoaod(
                 ("Runs", dict(runs)),
             ):  # mktree + extend, as for Events, so the leaf types read like NanoAOD's (uint32_t, not std::uint32_t)
                 file.mktree(name, {key: values.dtype for key, values in content.items()}, title=name).extend(content)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return n
 
 
 def _write_json(path: Path, content: Any) -> None:
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as stream:
-            stream.write(json.dumps(content, indent=4) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(content, indent=4) + "\n")
 
 
 # --------------------------------------------------------------------------- one file, manifest, fileset

@@ -10,8 +10,6 @@ in ``nskimmed_events`` (``{dataset: [...]}``).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from pc_core.atomic import atomic_path
 from pc_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -73,10 +72,7 @@ def export_skimmed_chunk(proc, skim_mask: np.ndarray, output: dict[str, Any]) ->
     genweight_sum = float(output["sum_genweights"].get(dataset, 0.0))
     stem = Path(filename.split("?")[0]).stem
     target = Path(folder) / dataset / f"{stem}_{start}-{stop}.root"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         with uproot.recreate(tmp) as out:
             branches = _group_branches(arrays)
             out.mktree(
@@ -91,11 +87,6 @@ def export_skimmed_chunk(proc, skim_mask: np.ndarray, output: dict[str, Any]) ->
                 "genEventCount": np.array([n_initial], dtype=np.int64),
                 "genEventSumw": np.array([genweight_sum], dtype=np.float64),
             }
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     log.debug("skimmed %d/%d events of %s into %s (input Runs tree: %s)", len(arrays), n_initial, filename, target, runs_present)
     output.setdefault("skimmed_files", {})[dataset] = [str(target)]
     output.setdefault("nskimmed_events", {})[dataset] = [int(len(arrays))]
