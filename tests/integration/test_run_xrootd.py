@@ -300,3 +300,53 @@ def test_missing_file_on_live_server_named(run_catalog, local_reference, tmp_pat
     assert output["sum_genweights"] == {dy: local_output["sum_genweights"][dy]}
     for category, by_dataset in local_output["sumw"].items():
         assert output["sumw"][category][dy] == by_dataset[dy]
+
+
+DYING_WORKFLOW = '''"""The test workflow, but the first chunk read from {prefix} stops that site once it is processed."""
+import subprocess
+from pathlib import Path
+
+from workflow_pcrun import MuonJetProcessor as _Base
+
+
+class MuonJetProcessor(_Base):
+    def process(self, events):
+        out = super().process(events)
+        marker = Path({marker!r})
+        if events.metadata["filename"].startswith({prefix!r}) and not marker.exists():
+            marker.write_text(events.metadata["filename"])
+            subprocess.run(["bash", {script!r}, {site!r}], check=True, env={env!r}, timeout=60)
+        return out
+'''
+
+
+def test_site_dying_during_the_run_is_classified(run_catalog, rucio_config, services, tmp_path):
+    """A real server dies between two chunks: the lost chunks' files are reported as dead-server."""
+    cat = run_catalog
+    fileset = _build_datasets(cat, rucio_config, tmp_path / "built", "-ps", cat.flaky)
+    prefix = f"root://127.0.0.1:{cat.ports[cat.flaky]}//store/"
+    on_flaky = {(name, url) for name, entry in fileset.items() for url in entry["files"] if url.startswith(prefix)}
+    config = _analysis(tmp_path / "analysis", fileset)
+    marker = tmp_path / "site_stopped"
+    scripts = Path(services.get("scripts_dir", TESTS.parent / "services"))
+    (config.parent / "workflow_dying.py").write_text(DYING_WORKFLOW.format(
+        prefix=prefix, marker=str(marker), script=str(scripts / "stop_xrootd.sh"), site=cat.flaky,
+        env={"PC_SERVICES_DIR": services["services_dir"], "PATH": os.environ["PATH"]}))
+    source = config.read_text()
+    assert "from workflow_pcrun import MuonJetProcessor" in source
+    config.write_text(source.replace("from workflow_pcrun import", "from workflow_dying import"))
+    try:
+        res = _run(config, tmp_path / "out", "--skip-bad-files")
+        assert res.returncode == 0, res.stderr
+        assert marker.exists()  # the site was stopped after its first chunk
+        first = marker.read_text()
+        report = json.loads((tmp_path / "out" / "processing_report.json").read_text())
+        skipped = {(s["dataset"], s["file"]): s for s in report["skipped_files"]}
+        assert set(skipped) == {(d, url) for d, url in on_flaky if url != first}
+        for entry in skipped.values():  # opened in preprocessing, lost while processing: reopened and classified
+            assert entry["kind"] == DEAD_SERVER and "chunk(s)" in entry["reason"], entry
+        output = load_output(tmp_path / "out" / "output_all.coffea")
+        first_events = cat.events[first.rsplit("/", 1)[1].split("_", 1)[1]]  # LFN .../{i}_{local file name}
+        assert sum(output["cutflow"]["initial"].values()) == cat.events["nano_dimuon.root"] + first_events
+    finally:
+        _site_script(services, "start_xrootd.sh", f"{cat.flaky}:{cat.ports[cat.flaky]}")

@@ -26,6 +26,36 @@ DEFAULT_TREENAME = "Events"
 _BOUND_METHOD = re.compile(r"<bound method (\S+) of <[^<>]*>>")
 
 
+def is_read_failure(exc: BaseException) -> bool:
+    """True when ``exc`` says an input file could not be read (rather than a bug in the analysis).
+
+    coffea wraps a chunk's failed ``uproot.open`` in a bare ``Exception("Failed to open file:
+    ...")`` whose cause can be anything (fsspec-xrootd raises ``ValueError("I/O operation on
+    closed file")`` for a handle whose server died); other read failures are recognised by
+    ``pc_core.read_errors``.
+    """
+    if type(exc) is Exception and str(exc).startswith("Failed to open file:"):
+        return True
+    return classify_read_error(exc) != OTHER
+
+
+class _ReadFailureMeta(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, BaseException) and is_read_failure(instance)
+
+
+class InputReadFailure(Exception, metaclass=_ReadFailureMeta):
+    """``isinstance(exc, InputReadFailure)`` is ``is_read_failure(exc)``.
+
+    coffea's ``skipbadfiles`` takes exception *types*; this one lets it skip every read
+    failure (dead server, missing or corrupt file) without also skipping analysis bugs.
+    """
+
+
+READ_FAILURES: tuple[type[BaseException], ...] = (OSError, InputReadFailure)
+"""What ``skip-bad-files`` skips while processing chunks (coffea's ``skipbadfiles``)."""
+
+
 @dataclass(frozen=True)
 class FileCheck:
     """What opening one input file told us."""
@@ -48,21 +78,31 @@ class FileCheck:
         return f"{self.kind}: {self.error}" if self.error else ""
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return _BOUND_METHOD.sub(r"\1", text.splitlines()[0]) if text else ""
+
+
 def check_file(dataset: str, file: str, treename: str = DEFAULT_TREENAME, timeout: int | None = 60) -> FileCheck:
-    """Open ``file`` and read its tree's entry count; the error message if that fails."""
+    """Open ``file`` and read its tree's entry count; the error message and its kind if that fails.
+
+    ``root://`` URLs are opened with uproot's own XRootD source, not fsspec-xrootd: the
+    latter keeps file handles open across calls, and a handle whose server died answers
+    "I/O operation on closed file" instead of the server's real state.
+    """
+    options = {"handler": uproot.source.xrootd.XRootDSource} if file.startswith("root://") else {}
     try:
-        with uproot.open({file: None}, timeout=timeout) as opened:
+        with uproot.open({file: None}, timeout=timeout, **options) as opened:
             if treename not in opened:
                 return FileCheck(dataset, file, treename, kind=OTHER,
                                  error=f"no {treename!r} tree in the file (keys: {opened.keys()[:10]})")
             tree = opened[treename]
             return FileCheck(dataset, file, treename, entries=int(tree.num_entries), uuid=opened.file.fUUID)
-    except FileNotFoundError:
-        return FileCheck(dataset, file, treename, kind=MISSING_FILE, error="file not found")
+    except FileNotFoundError as exc:
+        detail = _first_line(exc)  # over XRootD: "file not found (<the server's answer>)"
+        return FileCheck(dataset, file, treename, kind=MISSING_FILE,
+                         error=detail if detail.lower().startswith("file not found") else "file not found")
     except Exception as exc:  # noqa: BLE001 - any failure to open is the reason we report
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        message = _BOUND_METHOD.sub(r"\1", message)
+        message = _first_line(exc).replace(f" in file {file}", "")  # the URL is named next to it anyway
         return FileCheck(dataset, file, treename, kind=classify_read_error(exc),
                          error=f"{type(exc).__name__}: {message}"[:500])
-
-

@@ -23,7 +23,7 @@ from pc_core.errors import PocketCoffeaError
 from pc_core.read_errors import OTHER, read_error_hint
 from pc_core.run_options import chunksize_for_sample
 
-from .file_check import check_file
+from .file_check import READ_FAILURES, check_file
 from .processor import finalise_output
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def run_fileset(
     runner = coffea_processor.Runner(
         executor=executor_instance,
         chunksize=max(len(c) for c in chunks) or 1,
-        skipbadfiles=skip_bad,
+        skipbadfiles=READ_FAILURES if skip_bad else False,
         schema=NanoAODSchemaQuiet,
     )
     start = time.perf_counter()
