@@ -336,8 +336,21 @@ def test_site_dying_during_the_run_is_classified(run_catalog, rucio_config, serv
     assert "from workflow_pcrun import MuonJetProcessor" in source
     config.write_text(source.replace("from workflow_pcrun import", "from workflow_dying import"))
     try:
+        # skip-bad-files off: the run fails naming a file of the dead site and the kind of failure
+        failed = _run(config, tmp_path / "fail", "--no-skip-bad-files")
+        assert failed.returncode == 1 and marker.exists(), failed.stderr
+        first = marker.read_text()
+        named = [url for _, url in on_flaky if f"input file {url} " in failed.stderr]
+        assert len(named) == 1 and named[0] != first, failed.stderr
+        assert f"could not be read while processing ({DEAD_SERVER})" in failed.stderr
+        assert "Traceback" not in failed.stderr  # one clean message
+        assert not (tmp_path / "fail" / "output_all.coffea").exists()
+
+        # the site is back; it dies again after its first chunk, and skip-bad-files is on
+        _site_script(services, "start_xrootd.sh", f"{cat.flaky}:{cat.ports[cat.flaky]}")
+        marker.unlink()
         res = _run(config, tmp_path / "out", "--skip-bad-files")
-        assert res.returncode == 0, res.stderr
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
         assert marker.exists()  # the site was stopped after its first chunk
         first = marker.read_text()
         report = json.loads((tmp_path / "out" / "processing_report.json").read_text())

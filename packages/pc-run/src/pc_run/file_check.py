@@ -106,3 +106,28 @@ def check_file(dataset: str, file: str, treename: str = DEFAULT_TREENAME, timeou
         message = _first_line(exc).replace(f" in file {file}", "")  # the URL is named next to it anyway
         return FileCheck(dataset, file, treename, kind=classify_read_error(exc),
                          error=f"{type(exc).__name__}: {message}"[:500])
+
+
+def release_cached_xrootd_handles() -> None:
+    """Drop the file handles fsspec-xrootd keeps open in this process, without waiting or raising.
+
+    fsspec-xrootd caches one open handle per URL and closes them all at interpreter exit;
+    a handle whose server died makes that exit-time close print a traceback after our own
+    error message (fsspec-xrootd 0.5 only ignores timeouts there). Closing them here, fire
+    and forget as fsspec-xrootd itself does when its loop is gone, keeps the output clean;
+    the next read simply opens a new handle.
+    """
+    try:
+        from fsspec_xrootd.xrootd import XRootDFileSystem
+    except ImportError:
+        return
+    for fs in list(getattr(XRootDFileSystem, "_cache", {}).values()):
+        handles = getattr(getattr(fs, "_readonly_filehandle_cache", None), "_cache", None)
+        if not isinstance(handles, dict):
+            continue
+        for item in list(handles.values()):
+            try:
+                item.handle.close(callback=lambda *args: None)
+            except Exception:  # noqa: BLE001 - a handle that cannot even be closed is simply dropped
+                pass
+        handles.clear()

@@ -9,6 +9,7 @@ never silently lost.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from collections.abc import Mapping
@@ -20,10 +21,10 @@ from coffea.nanoevents import NanoAODSchema
 from coffea.processor.executor import WorkItem
 
 from pc_core.errors import PocketCoffeaError
-from pc_core.read_errors import OTHER, read_error_hint
+from pc_core.read_errors import OTHER, classify_read_error, read_error_hint
 from pc_core.run_options import chunksize_for_sample
 
-from .file_check import READ_FAILURES, check_file
+from .file_check import READ_FAILURES, check_file, is_read_failure, release_cached_xrootd_handles
 from .processor import finalise_output
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,40 @@ class RunResult:
 def _skip_entry(dataset: str, file: str, reason: str, kind: str = OTHER) -> dict[str, str]:
     """One ``skipped_files`` entry; ``kind`` is the ``pc_core.read_errors`` classification."""
     return {"dataset": dataset, "file": file, "reason": reason, "kind": kind}
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+_WORKITEM_FILE = re.compile(r"filename='([^']+)'")
+
+
+def _processing_read_error(exc: BaseException, chunks: list[WorkItem], fileset: Mapping[str, Any]) -> InputFileError:
+    """The error naming the file (and the kind of failure) that a chunk could not read, skip-bad-files off."""
+    chain = _exception_chain(exc)
+    text = " | ".join(str(e) for e in chain)
+    match = _WORKITEM_FILE.search(text)  # coffea names the chunk's WorkItem when opening its file fails
+    candidates = [c for c in chunks if (match and c.filename == match.group(1)) or (not match and c.filename in text)]
+    detail = next((str(e).strip().splitlines()[0] for e in reversed(chain) if str(e).strip()), type(exc).__name__)
+    if not candidates:
+        kind = classify_read_error(exc)
+        return InputFileError(f"an input file could not be read while processing ({kind}): {detail}. "
+                              "Run with --skip-bad-files to skip unreadable files and see them in the report")
+    chunk = candidates[0]
+    check = check_file(chunk.dataset, chunk.filename, fileset[chunk.dataset].get("treename", "Events"))
+    kind = check.kind if check.error else classify_read_error(exc)
+    hint = read_error_hint(kind)
+    return InputFileError(
+        f"input file {chunk.filename} of dataset {chunk.dataset!r} could not be read while processing ({kind}): "
+        f"{check.error or detail}. " + (f"Hint: {hint}. " if hint else "")
+        + "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
+        "'skip-bad-files: true') to skip it"
+    )
 
 
 def _coffea_fileset(fileset: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -147,11 +182,16 @@ def run_fileset(
     start = time.perf_counter()
     try:
         wrapped = runner.run(chunks, processor_instance, treename="Events")
-    except ValueError as exc:
-        # coffea's way of saying that every chunk was dropped (only possible with skipbadfiles)
-        if not (skip_bad and "No chunks returned results" in str(exc)):
+    except Exception as exc:
+        if skip_bad and isinstance(exc, ValueError) and "No chunks returned results" in str(exc):
+            # coffea's way of saying that every chunk was dropped (only possible with skipbadfiles)
+            wrapped = {"out": finalise_output({}, cfg), "processed": set()}
+        elif not skip_bad and any(is_read_failure(e) for e in _exception_chain(exc)):
+            raise _processing_read_error(exc, chunks, fileset) from exc
+        else:
             raise
-        wrapped = {"out": finalise_output({}, cfg), "processed": set()}
+    finally:
+        release_cached_xrootd_handles()
     seconds = time.perf_counter() - start
     output = wrapped["out"]
     processed = wrapped.get("processed") or set()
