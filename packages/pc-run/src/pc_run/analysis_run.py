@@ -67,6 +67,9 @@ class RunRequest:
     resubmit_failed: bool = False
     executor_custom_setup: str | None = None
     extra_overrides: dict[str, Any] = field(default_factory=dict)
+    # handed to the executor factory as keyword arguments (e.g. recreate_jobs for condor);
+    # only manual-job executors (factories with submit(cfg)) accept any
+    executor_options: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_run_options(request: RunRequest) -> RunOptions:
@@ -203,12 +206,19 @@ def run_analysis(request: RunRequest, console: Console | None = None) -> dict[st
         log.info("Resubmitting %d failed jobs: %s", len(groups), list(groups))
         previous_report = load_report(outputdir)
 
+    executor_options = {key: value for key, value in request.executor_options.items() if value not in (None, False)}
     factory = get_executor_factory(
-        executor, run_options, outputdir=outputdir, custom_setup=request.executor_custom_setup
+        executor, run_options, outputdir=outputdir, custom_setup=request.executor_custom_setup, **executor_options
     )
     outcomes: list[GroupOutcome] = []
     try:
         submit = getattr(factory, "submit", None)
+        if executor_options and not callable(submit):
+            given = ", ".join("--" + key.replace("_", "-") for key in executor_options)
+            raise PocketCoffeaError(
+                f"{given}: only the manual-job executors (condor, condor@site) accept these options, "
+                f"not executor {executor!r}"
+            )
         if callable(submit):
             # manual-job executors (condor@site, from pc-jobs) take over: they write and submit jobs
             submit(cfg)

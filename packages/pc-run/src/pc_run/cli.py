@@ -50,10 +50,17 @@ def _quiet_known_warnings() -> None:
               help="Python module to be loaded as custom executor setup")
 @click.option("--skip-bad-files/--no-skip-bad-files", default=None,
               help="Skip (and report) unreadable input files instead of failing; default from the run options")
+@click.option("--recreate-jobs", default=None,
+              help="Manual-job executors: resubmit jobs of the jobs folder, 'auto' (failed/idle/running) or e.g. 0,1,3")
+@click.option("--recreate-queue", default=None, help="With --recreate-jobs: HTCondor JobFlavour of the resubmitted jobs")
+@click.option("--blocklist-sites", default=None,
+              help="With --recreate-jobs: move files served by these sites (comma separated) to other replicas")
+@click.option("--use-redirector", is_flag=True, default=False,
+              help="With --recreate-jobs: read every file through the global xrootd redirector")
 def run_command(
     cfg, custom_run_options, outputdir, test, limit_files, limit_chunks, executor, scaleout, chunksize, queue,
     loglevel, process_separately, filter_years, filter_samples, filter_datasets, resubmit_failed,
-    executor_custom_setup, skip_bad_files,
+    executor_custom_setup, skip_bad_files, recreate_jobs, recreate_queue, blocklist_sites, use_redirector,
 ):
     """Run an analysis on NanoAOD files using PocketCoffea processors"""
     outdir = Path(outputdir).expanduser()
@@ -78,6 +85,12 @@ def run_command(
         filter_datasets=filter_datasets,
         resubmit_failed=resubmit_failed,
         executor_custom_setup=executor_custom_setup,
+        executor_options={
+            "recreate_jobs": recreate_jobs,
+            "recreate_queue": recreate_queue,
+            "blocklist_sites": blocklist_sites,
+            "use_redirector": use_redirector,
+        },
     )
     try:
         run_analysis(request)

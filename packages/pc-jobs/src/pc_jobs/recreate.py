@@ -1,0 +1,231 @@
+"""``--recreate-jobs``: resubmit jobs of an existing jobs folder without splitting again.
+
+For every selected job (explicit indices, or ``auto``: the jobs flagged ``.failed``,
+``.idle`` or ``.running``):
+
+1. the pickled fileset is kept, except that
+   - ``--use-redirector`` sends every ``/store/`` file through the global redirector (and
+     wins over ``--blocklist-sites``, with a warning);
+   - ``--blocklist-sites`` moves the files served by those sites to another Rucio replica
+     (else the redirector);
+   - a job whose logs show an XRootD read error gets each input file moved to another
+     replica (Rucio; the redirector when Rucio is unreachable or has none);
+   the changed configurator is pickled again (``jobs_config.yaml`` stays as submitted);
+2. the queue: ``--recreate-queue`` rewrites ``+JobFlavour``; otherwise ``auto`` bumps
+   jobs found ``.running`` one flavour longer;
+3. ``inner_run_options.yaml`` is rewritten from the current run options and ``job.sh`` /
+   ``job_{i}.sub`` are patched (idempotently) to use it;
+4. the job is flagged ``.idle`` and ``job_{i}.sub`` submitted (not with ``dry-run``).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+from pc_core.errors import PocketCoffeaError
+from rich.console import Console
+from rich.table import Table
+
+from .job_script import patch_inner_options
+from .jobs_dir import JobsDir, JobsDirError, parse_job_selection, write_job_file
+from .submission import Submitted, submit_file
+from .submit_file import (
+    ensure_input,
+    job_flavour,
+    next_flavour,
+    set_job_flavour,
+    warn_unknown_flavour,
+)
+
+log = logging.getLogger(__name__)
+
+AUTO_STATES = ("failed", "idle", "running")
+XROOTD_ERROR = re.compile(r"XRootD error|\[3011\]|\[ERROR\] Server responded with an error|FileNotFoundError: file not found")
+_URL_RE = re.compile(r"root://[^\s'\"<>,)]+")
+
+
+@dataclass(frozen=True)
+class RecreateRequest:
+    selection: str  # "auto" or "0,1,3"
+    queue: str | None = None
+    blocklist_sites: tuple[str, ...] = ()
+    use_redirector: bool = False
+
+
+@dataclass
+class JobChange:
+    index: int
+    state: str | None
+    rewrites: int = 0
+    reason: str = ""
+    queue: str | None = None
+
+
+@dataclass
+class RecreateResult:
+    changes: list[JobChange] = field(default_factory=list)
+    submitted: list[Submitted] = field(default_factory=list)
+
+
+def xrootd_failures(jobs_dir: JobsDir, index: int) -> tuple[bool, list[str]]:
+    """Whether the job's logs show an XRootD read error, and the ``root://`` URLs they name."""
+    found, urls = False, []
+    for kind in ("err", "out"):
+        path = jobs_dir.log(index, kind)
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        if XROOTD_ERROR.search(text):
+            found = True
+            urls += [u for u in _URL_RE.findall(text) if "/store/" in u]
+    return found, sorted(set(urls))
+
+
+def archive_logs(jobs_dir: JobsDir, index: int) -> None:
+    """Move the job's .out/.err to logs/processedlogs/ so the same failure is not acted on twice."""
+    target = jobs_dir.logs / "processedlogs"
+    target.mkdir(exist_ok=True)
+    for kind in ("out", "err"):
+        source = jobs_dir.log(index, kind)
+        if source.is_file():
+            n = 0
+            while (target / f"job_{index}.{n}.{kind}").exists():
+                n += 1
+            source.replace(target / f"job_{index}.{n}.{kind}")
+
+
+def _default_gateway() -> Any:
+    from pc_datasets.rucio_gateway import RucioGateway
+
+    return RucioGateway()
+
+
+def _move_files(fileset: Mapping[str, Any], index: int, request: RecreateRequest, failed_urls: list[str],
+                xrootd_failed: bool, gateway_factory: Callable[[], Any]) -> tuple[dict[str, Any], int, str]:
+    """The job's fileset after the replica rules (a copy), how many URLs changed and why."""
+    from pc_datasets.replicas import (
+        find_other_replicas,
+        rewrite_fileset_away_from_sites,
+        rewrite_fileset_to_redirector,
+    )
+    from pc_datasets.rucio_gateway import RucioUnavailableError
+
+    if request.use_redirector:
+        result = rewrite_fileset_to_redirector(fileset)
+        return result.fileset, len(result.rewrites), "global redirector"
+    fileset = dict(fileset)
+    rewrites, reasons = 0, []
+    if request.blocklist_sites:
+        try:
+            result = rewrite_fileset_away_from_sites(fileset, request.blocklist_sites, gateway_factory())
+        except RucioUnavailableError as exc:
+            raise PocketCoffeaError(
+                f"--blocklist-sites needs Rucio to find where files are: {exc}. Use --use-redirector to route "
+                "every file through the global redirector without Rucio"
+            ) from None
+        fileset, rewrites = result.fileset, len(result.rewrites)
+        reasons.append(f"blocklist {','.join(request.blocklist_sites)}")
+    if xrootd_failed:
+        urls = [u for entry in fileset.values() for u in entry.get("files", [])]
+        try:
+            mapping = find_other_replicas(urls, gateway_factory(), blocklist_sites=request.blocklist_sites,
+                                          failed_urls=failed_urls)
+        except RucioUnavailableError as exc:
+            log.warning("job %d: XRootD errors in its logs but Rucio is unavailable (%s); "
+                        "routing its files through the global redirector", index, exc)
+            result = rewrite_fileset_to_redirector(fileset)
+            return result.fileset, rewrites + len(result.rewrites), "XRootD error; global redirector (no Rucio)"
+        fileset = {name: {**entry, "files": [mapping.get(u, u) for u in entry.get("files", [])]}
+                   for name, entry in fileset.items()}
+        rewrites += sum(1 for u in urls if mapping.get(u, u) != u)
+        reasons.append("XRootD error: other replicas")
+    return fileset, rewrites, "; ".join(reasons)
+
+
+def recreate_jobs(
+    jobs_dir: JobsDir,
+    request: RecreateRequest,
+    run_options: Mapping[str, Any],
+    *,
+    gateway_factory: Callable[[], Any] = _default_gateway,
+    console: Console | None = None,
+) -> RecreateResult:
+    console = console or Console(stderr=True)
+    indices_available = jobs_dir.job_indices()
+    chosen = parse_job_selection(request.selection, indices_available)
+    states = {i: jobs_dir.state(i) for i in indices_available}
+    if chosen is None:
+        chosen = [i for i in indices_available if states[i] in AUTO_STATES]
+        if not chosen:
+            console.print(f"--recreate-jobs auto: no job of {jobs_dir.path} is failed, idle or running; nothing to do")
+            return RecreateResult()
+    if request.use_redirector and request.blocklist_sites:
+        log.warning("--use-redirector routes every file through the global redirector: --blocklist-sites %s is ignored",
+                    ",".join(request.blocklist_sites))
+    if request.queue:
+        warn_unknown_flavour(request.queue, "--recreate-queue")
+    missing = [str(jobs_dir.config(i)) for i in chosen if not jobs_dir.config(i).is_file()]
+    missing += [str(jobs_dir.sub(i)) for i in chosen if not jobs_dir.sub(i).is_file()]
+    if missing or not jobs_dir.script.is_file():
+        raise JobsDirError(f"cannot recreate jobs: missing files in {jobs_dir.path}: "
+                           f"{', '.join(missing + ([] if jobs_dir.script.is_file() else [str(jobs_dir.script)]))}")
+
+    # everything is computed before anything is written, so a failure changes nothing
+    script = patch_inner_options(jobs_dir.script.read_text())
+    plans: list[tuple[JobChange, bytes | None, str, bool]] = []
+    for index in chosen:
+        change = JobChange(index, states[index])
+        with open(jobs_dir.config(index), "rb") as stream:
+            cfg = cloudpickle.load(stream)
+        xrootd_failed, failed_urls = xrootd_failures(jobs_dir, index)
+        fileset, change.rewrites, change.reason = _move_files(
+            cfg.fileset, index, request, failed_urls, xrootd_failed, gateway_factory)
+        pickled = cloudpickle.dumps(cfg.with_fileset(fileset)) if change.rewrites else None
+        sub = ensure_input(jobs_dir.sub(index).read_text(), str(jobs_dir.inner_options))
+        current = job_flavour(sub)
+        if request.queue:
+            change.queue = request.queue
+        elif request.selection.strip().lower() == "auto" and states[index] == "running" and current:
+            change.queue = next_flavour(current)
+        if change.queue and change.queue != current:
+            sub = set_job_flavour(sub, change.queue)
+        else:
+            change.queue = current
+        plans.append((change, pickled, sub, xrootd_failed))
+
+    jobs_dir.write_inner_options(run_options)
+    if script != jobs_dir.script.read_text():
+        write_job_file(jobs_dir.script, script, 0o755)
+    for change, pickled, sub, xrootd_failed in plans:
+        if pickled is not None:
+            write_job_file(jobs_dir.config(change.index), pickled)
+        write_job_file(jobs_dir.sub(change.index), sub)
+        if xrootd_failed:
+            archive_logs(jobs_dir, change.index)
+        jobs_dir.set_flag(change.index, "idle")
+
+    result = RecreateResult([change for change, _, _, _ in plans])
+    console.print(_table(result.changes))
+    if run_options.get("dry-run"):
+        console.print(f"dry-run: {len(plans)} jobs prepared for resubmission in {jobs_dir.path}")
+        return result
+    for change in result.changes:
+        result.submitted.append(submit_file(jobs_dir.sub(change.index), 1))
+    console.print(f"Resubmitted {len(result.submitted)} job(s) from {jobs_dir.path}")
+    return result
+
+
+def _table(changes: list[JobChange]) -> Table:
+    table = Table(title="Recreated jobs")
+    for name in ("job", "was", "files moved", "why", "queue"):
+        table.add_column(name)
+    for c in changes:
+        table.add_row(str(c.index), c.state or "-", str(c.rewrites), c.reason or "-", c.queue or "-")
+    return table
+
+
+__all__ = ["RecreateRequest", "RecreateResult", "archive_logs", "recreate_jobs", "xrootd_failures"]
