@@ -97,7 +97,8 @@ def render_job_script(environment: JobEnvironment, cores: int) -> str:
     return text
 
 
-_RUN_CALL = re.compile(r'((?:\S*pocket-coffea\S*|"\$PC_BIN")\s+run)(?=\s)')
+# a command line starting with the pocket-coffea executable (not a message mentioning it)
+_RUN_CALL = re.compile(r'^(\s*(?:\S*pocket-coffea\S*|"\$PC_BIN")\s+run)(?=\s)', re.MULTILINE)
 
 
 def patch_inner_options(script: str) -> str:
