@@ -6,7 +6,7 @@ inputs, with uproot (no ROOT ``hadd`` needed):
 
 - ``Events``: the entries of the inputs, in order, every branch kept with its NanoAOD
   layout (``nX`` counters and ``X_field`` branches);
-- ``Runs``: one entry whose ``genEvent*`` branches (``genEventCount``, ``genEventSumw``,
+- ``Runs`` (a TTree): one entry whose ``genEvent*`` branches (``genEventCount``, ``genEventSumw``,
   ``genEventSumw2``, with or without NanoAOD's trailing ``_``) are the sums over the inputs,
   so the regrouped files normalise exactly like the originals.
 
@@ -184,7 +184,11 @@ RUNS_SUMMED_PREFIX = "genEvent"
 
 
 def _runs_sums(path: str) -> dict[str, Any] | None:
-    """Sums of the scalar ``genEvent*`` branches of one file's Runs tree (None without Runs)."""
+    """Sums of the scalar numeric ``genEvent*`` columns of one file's Runs (None without Runs).
+
+    Runs may be a TTree (NanoAOD) or an RNTuple (what ``uproot``'s ``file[name] = {...}``
+    writes); both are read the same way.
+    """
     import numpy as np
     import uproot
 
@@ -192,9 +196,14 @@ def _runs_sums(path: str) -> dict[str, Any] | None:
         if "Runs" not in handle:
             return None
         runs = handle["Runs"]
-        names = [n for n in runs.keys() if n.startswith(RUNS_SUMMED_PREFIX) and runs[n].count_branch is None]
+        names = [n for n in runs.keys() if n.startswith(RUNS_SUMMED_PREFIX)]
         arrays = runs.arrays(names, library="np")
-    return {name: np.asarray(arrays[name]).sum() for name in names}
+    sums = {}
+    for name in names:
+        values = np.asarray(arrays[name])
+        if values.ndim == 1 and values.dtype.kind in "iuf":
+            sums[name] = values.sum()
+    return sums
 
 
 def hadd_group(group: HaddGroup) -> int:
@@ -243,7 +252,9 @@ def hadd_group(group: HaddGroup) -> int:
                 if runs_missing:
                     raise HaddError(f"{group.output}: inputs without a Runs tree ({', '.join(runs_missing)}) "
                                     "mixed with inputs that have one: the summed genEventSumw would be wrong")
-                out["Runs"] = {k: np.asarray([v]) for k, v in runs_total.items()}
+                runs = {k: np.asarray([v]) for k, v in runs_total.items()}
+                out.mktree("Runs", {k: v.dtype for k, v in runs.items()})  # a TTree, as in NanoAOD
+                out["Runs"].extend(runs)
         with uproot.open(tmp) as check:
             entries = int(check["Events"].num_entries)
     if entries != group.nevents or written != group.nevents:
