@@ -71,3 +71,14 @@ def queue_items(path: Path) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("queue chunksize from ("))
     end = next(i for i in range(start, len(lines)) if lines[i].strip() == ")")
     return [line.strip() for line in lines[start + 1 : end]]
+
+
+def assert_outputs_equal(a, b, **kwargs) -> None:
+    """tests/pc_run/outputs_compare.py's deep comparison (loaded by path: tests/pc_run is not on sys.path here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "pc_run_outputs_compare_for_condor", Path(__file__).resolve().parent / "pc_run" / "outputs_compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.assert_outputs_equal(a, b, **kwargs)

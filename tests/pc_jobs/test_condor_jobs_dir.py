@@ -7,8 +7,17 @@ from pathlib import Path
 import cloudpickle
 import pytest
 import yaml
-
-from condor_testlib import DATA, DY, TT, fileset_for, invoke_run, make_analysis, queue_items, sub_commands, write_options
+from condor_testlib import (
+    DATA,
+    DY,
+    TT,
+    fileset_for,
+    invoke_run,
+    make_analysis,
+    queue_items,
+    sub_commands,
+    write_options,
+)
 
 
 @pytest.fixture()

@@ -6,8 +6,13 @@ from pathlib import Path
 import cloudpickle
 import pytest
 import yaml
-
-from condor_testlib import fileset_for, invoke_run, make_analysis, sub_commands, write_options
+from condor_testlib import (
+    fileset_for,
+    invoke_run,
+    make_analysis,
+    sub_commands,
+    write_options,
+)
 
 SITE = "root://127.0.0.1:1094/"
 REDIRECTOR = "root://xrootd-cms.infn.it/"
