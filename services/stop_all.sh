@@ -5,5 +5,6 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 bash "$HERE/stop_rucio.sh"
 bash "$HERE/stop_xrootd.sh"
+bash "$HERE/stop_condor.sh"
 rm -f "${PC_SERVICES_DIR:-${REALCOMP_DIR:-/tmp/pc-services}}/services.json"
 exit 0

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from condor_testlib import (
     DATA,
     DY,
@@ -106,7 +105,6 @@ def _wait_for_flags(jobs_dir: Path, indices: list[int], timeout: float = WAIT_SE
 
 def test_condor_jobs_failure_recreate_and_merge(condor_pool, shared_dir, nanoaod_dir):
     from click.testing import CliRunner
-
     from pc_core.output import load_output
     from pc_jobs.merge import merge_outputs_command
 
