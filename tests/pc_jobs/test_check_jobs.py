@@ -408,3 +408,37 @@ def test_waits_for_the_log_of_a_fresh_failure(tmp_path):
     assert monitor.poll().states == {0: "failed"} and submitter.submitted == []
     later = JobsMonitor(folder, resubmit=True, submitter=submitter, lookup=FakeLookup(), clock=lambda: now + 60)
     assert later.poll().states == {0: "idle"} and submitter.submitted == [folder / "job_0.sub"]
+
+
+# --------------------------------------------------------------------------- replica choice (Rucio answer given)
+
+
+class GatewayAnswer:
+    """What RucioGateway.list_replicas returns ({lfn: {"rses": {site: [pfn]}}}), fixed in advance."""
+
+    def __init__(self, replicas):
+        self.replicas, self.asked = replicas, []
+
+    def list_replicas(self, lfns):
+        self.asked.append(list(lfns))
+        return {lfn: self.replicas[lfn] for lfn in lfns if lfn in self.replicas}
+
+
+def test_rucio_lookup_skips_own_server_blacklisted_and_failed_replicas():
+    from pc_jobs.replica_lookup import RucioReplicaLookup
+
+    site_c = "root://127.0.0.1:1097"
+    lfn_b, lfn_e = LFN.format("B"), LFN.format("E")
+    gateway = GatewayAnswer({
+        lfn_b: {"rses": {"T1_DE_KIT": [url(SITE_A, "B")], "T2_CH_CERN": [url(SITE_B, "B")],
+                         "T2_IT_Pisa": [url(site_c, "B")]}},
+        lfn_e: {"rses": {"T1_DE_KIT": [url(SITE_A, "E")]}},
+    })
+    lookup = RucioReplicaLookup(gateway)
+    # B: KIT is its own server, CERN failed before -> Pisa; E: only its own server -> unchanged
+    answer = lookup([url(SITE_A, "B"), url(SITE_A, "E"), "/local/file.root"], set(), [url(SITE_B, "B")])
+    assert answer == {url(SITE_A, "B"): url(site_c, "B"), url(SITE_A, "E"): url(SITE_A, "E"),
+                      "/local/file.root": "/local/file.root"}
+    assert gateway.asked == [sorted([lfn_b, lfn_e])]  # one batched Rucio call
+    # with Pisa's server blacklisted and CERN healthy, CERN is chosen
+    assert lookup([url(SITE_A, "B")], {site_c}, [])[url(SITE_A, "B")] == url(SITE_B, "B")
