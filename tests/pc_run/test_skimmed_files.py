@@ -28,6 +28,7 @@ def test_skimmed_files_hold_skimmed_events_and_genweight_sums(analysis_config, n
     with uproot.open(files[0]) as skimmed, uproot.open(nanoaod_dir / "nano_dy.root") as source:
         events = skimmed["Events"]
         assert events.num_entries == ref.n_skim == result.output["nskimmed_events"][DY][0]
+        assert isinstance(skimmed["Runs"], uproot.TTree)  # NanoAOD-like, not an RNTuple
         runs = skimmed["Runs"].arrays(library="np")
         assert runs["genEventCount"].tolist() == [ref.n_initial]
         np.testing.assert_allclose(runs["genEventSumw"], [ref.sum_genweights], rtol=1e-12)

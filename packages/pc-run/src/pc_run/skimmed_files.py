@@ -83,10 +83,12 @@ def export_skimmed_chunk(proc, skim_mask: np.ndarray, output: dict[str, Any]) ->
             )
             if len(arrays):
                 out["Events"].extend(branches)
-            out["Runs"] = {
+            runs = {
                 "genEventCount": np.array([n_initial], dtype=np.int64),
                 "genEventSumw": np.array([genweight_sum], dtype=np.float64),
             }
+            # mktree + extend: a TTree like NanoAOD's Runs (assigning a dict would write an RNTuple)
+            out.mktree("Runs", {name: values.dtype for name, values in runs.items()}).extend(runs)
     log.debug("skimmed %d/%d events of %s into %s (input Runs tree: %s)", len(arrays), n_initial, filename, target, runs_present)
     output.setdefault("skimmed_files", {})[dataset] = [str(target)]
     output.setdefault("nskimmed_events", {})[dataset] = [int(len(arrays))]
