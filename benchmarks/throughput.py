@@ -30,6 +30,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from pc_run.demo_data import NanoLZMA
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "nanoaod" / "nano_dy.root"
 CONFIG = REPO / "examples" / "dilepton" / "config.py"
@@ -56,21 +58,29 @@ def build_input(target: Path, n_events: int) -> int:
     copies_per_batch = max(1, 100_000 // source.num_entries)
     copies = -(-n_events // source.num_entries)
     written = 0
-    with uproot.recreate(target, compression=uproot.LZMA(9)) as out:
+    with uproot.recreate(target, compression=NanoLZMA(9)) as out:
         def batch(ncopies: int) -> dict:
+            # tile flat contents and per-event counts with numpy (ak.concatenate of many copies is slow)
             data = {name: np.tile(values, ncopies) for name, values in arrays.items()}
             for coll, table in jagged.items():
-                rep = ak.concatenate([table] * ncopies)
-                data[coll] = ak.zip({f[len(coll) + 1:]: rep[f] for f in table.fields})
+                counts = np.tile(ak.to_numpy(ak.num(table[table.fields[0]])), ncopies)
+                data[coll] = ak.zip(
+                    {f[len(coll) + 1:]: ak.unflatten(np.tile(ak.to_numpy(ak.flatten(table[f])), ncopies), counts)
+                     for f in table.fields}
+                )
             return data
         remaining = copies
         while remaining > 0:
             ncopies = min(copies_per_batch, remaining)
             data = batch(ncopies)
-            if "Events" not in out:
-                out["Events"] = data
-            else:
-                out["Events"].extend(data)
+            if "Events" not in out:  # mktree: a NanoAOD-like TTree (nMuon, Muon_pt), not an RNTuple
+                out.mktree(
+                    "Events",
+                    {name: (v.dtype if isinstance(v, np.ndarray) else v.type) for name, v in data.items()},
+                    counter_name=lambda counted: f"n{counted}",
+                    field_name=lambda outer, inner: inner if outer == "" else f"{outer}_{inner}",
+                )
+            out["Events"].extend(data)
             written += ncopies * source.num_entries
             remaining -= ncopies
     return written
