@@ -36,7 +36,7 @@ class NanoAODSchemaQuiet(NanoAODSchema):
 
     def __init__(self, base_form, *args, **kwargs):
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
+            warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
             super().__init__(base_form, *args, **kwargs)
 
 
