@@ -48,6 +48,8 @@ def schedd(monkeypatch):
         monkeypatch.setenv(key, value)
     import htcondor2
 
+    # the bindings read CONDOR_CONFIG when configured: another test may have configured them without it
+    htcondor2.reload_config()
     try:
         handle = htcondor2.Schedd()
         handle.query(constraint="false", projection=["ClusterId"])
@@ -55,7 +57,9 @@ def schedd(monkeypatch):
     except Exception as exc:  # the bindings raise several types when the pool is down
         handle, reason = None, f"{type(exc).__name__}: {exc}"
     require_service("HTCondor", handle is not None, f"schedd does not answer ({reason}); run services/start_condor.sh")
-    return handle
+    yield handle
+    monkeypatch.undo()
+    htcondor2.reload_config()
 
 
 @pytest.fixture
