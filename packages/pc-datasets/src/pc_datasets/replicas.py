@@ -41,7 +41,7 @@ class RewriteResult:
     rewrites: list[Rewrite] = field(default_factory=list)
 
 
-def _norm(url: str) -> str:
+def normalise_url(url: str) -> str:
     """Compare URLs ignoring repeated slashes in the path (root://h//store == root://h/store)."""
     if "://" in url:
         scheme, rest = url.split("://", 1)
@@ -52,15 +52,15 @@ def _norm(url: str) -> str:
 
 def site_of(url: str, rses: Mapping[str, Sequence[str]], site_map: SiteMap | None = None) -> str | None:
     """The site serving ``url``: the Rucio site listing that PFN, else the site-map site whose URL matches."""
-    target = _norm(url)
+    target = normalise_url(url)
     for site, pfns in rses.items():
-        if any(_norm(p) == target for p in pfns):
+        if any(normalise_url(p) == target for p in pfns):
             return site
     lfn = lfn_of(url)
     if site_map is not None and lfn is not None:
         for site in site_map.sites:
             candidate = site_map.url(site, lfn)
-            if candidate and _norm(candidate) == target:
+            if candidate and normalise_url(candidate) == target:
                 return site
     return None
 
@@ -79,7 +79,7 @@ def _pick(
         candidates = [site_map.url(site, lfn)] if site_map is not None and site in site_map else []
         candidates += list(rses[site])
         for url in candidates:
-            if url and _norm(url) not in failed:
+            if url and normalise_url(url) not in failed:
                 return site, url
     return None
 
@@ -104,7 +104,7 @@ def find_other_replicas(
     """
     selection = selection or SiteSelection()
     blocked = set(blocklist_sites)
-    failed = {_norm(u) for u in failed_urls}
+    failed = {normalise_url(u) for u in failed_urls}
     lfns = {u: lfn_of(u) for u in urls}
     replicas = gateway.list_replicas(sorted({lfn for lfn in lfns.values() if lfn}))
     result: dict[str, str] = {}
@@ -117,7 +117,7 @@ def find_other_replicas(
         rses = replicas.get(lfn, {}).get("rses", {})
         current = (current_sites or {}).get(url) or site_of(url, rses, site_map)
         avoid = blocked | ({current} if current else set())
-        picked = _pick(lfn, rses, avoid, failed | {_norm(url)}, selection, site_map)
+        picked = _pick(lfn, rses, avoid, failed | {normalise_url(url)}, selection, site_map)
         if picked is None:
             new = join_prefix(redirector, lfn)
             log.info("replica: %s -> %s (no other acceptable replica in Rucio; global redirector)", url, new)
@@ -166,7 +166,7 @@ def rewrite_fileset_away_from_sites(
         return RewriteResult(out)
     # reuse the lookup above instead of a second Rucio call
     selection = SiteSelection()
-    failed = {_norm(u) for u in failed_urls}
+    failed = {normalise_url(u) for u in failed_urls}
     rewrites: list[Rewrite] = []
     for dataset, entry in out.items():
         files = entry.get("files", [])
@@ -176,7 +176,7 @@ def rewrite_fileset_away_from_sites(
             lfn = lfn_of(url)
             assert lfn is not None
             rses = replicas.get(lfn, {}).get("rses", {})
-            picked = _pick(lfn, rses, blocked, failed | {_norm(url)}, selection, site_map)
+            picked = _pick(lfn, rses, blocked, failed | {normalise_url(url)}, selection, site_map)
             new = picked[1] if picked else join_prefix(redirector, lfn)
             reason = (f"site {to_move[url]} blocklisted; replica at {picked[0]}" if picked
                       else f"site {to_move[url]} blocklisted; no other replica, global redirector")

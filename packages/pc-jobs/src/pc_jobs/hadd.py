@@ -34,7 +34,7 @@ from rich.table import Table
 
 from pc_core.atomic import atomic_path
 from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
-from pc_core.errors import OutputError, PocketCoffeaError
+from pc_core.errors import PocketCoffeaError
 from pc_core.fileset import load_fileset_json, save_fileset_json
 from pc_core.output import load_output
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from pc_datasets.replicas import normalise_url
+
 log = logging.getLogger(__name__)
 
 ReplicaLookup = Callable[[Sequence[str], Collection[str], Collection[str]], dict[str, str]]
@@ -23,15 +25,6 @@ def server_of(url: str) -> str:
     if match is None:
         return "file://"
     return f"{match.group(1).lower()}://{match.group(2).lower()}"
-
-
-def normalise_url(url: str) -> str:
-    """Compare URLs ignoring repeated slashes in the path (``root://h//store`` == ``root://h/store``)."""
-    if "://" in url:
-        scheme, rest = url.split("://", 1)
-        host, _, path = rest.partition("/")
-        return f"{scheme}://{host}/" + re.sub(r"/{2,}", "/", path).lstrip("/")
-    return re.sub(r"/{2,}", "/", url)
 
 
 class RucioReplicaLookup:

@@ -5,7 +5,6 @@ not a half-written plot folder.
 """
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 
 from pc_core.errors import PocketCoffeaError
+from pc_core.parameters import merge_parameters as deep_merge
 
 
 class StyleError(PocketCoffeaError):
@@ -133,17 +133,6 @@ class PlotStyle:
         duplicated = sorted({s for s in grouped if grouped.count(s) > 1})
         if duplicated:
             raise StyleError(f"{where}: groups: sample(s) {', '.join(map(repr, duplicated))} in more than one group")
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """A new dict: mappings merged key by key, other values replaced (inputs untouched)."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def default_style_dict() -> dict:
