@@ -139,3 +139,22 @@ def test_recreate_without_jobs_folder(tmp_path, nanoaod_dir):
     analysis = make_analysis(tmp_path / "analysis", fileset_for(nanoaod_dir))
     result = invoke_run(["--cfg", analysis, "-o", tmp_path / "empty", "-e", "condor", "--recreate-jobs", "auto"])
     assert result.exit_code == 1 and "jobs_config.yaml does not exist" in str(result.exception)
+
+
+def test_read_failures_named_in_either_log_format(tmp_path):
+    """--recreate-jobs reads a job's logs like check-jobs: uproot's messages and pc-run's own."""
+    from pc_jobs.jobs_dir import JobsDir
+    from pc_jobs.recreate import xrootd_failures
+
+    jobs = JobsDir(tmp_path)
+    jobs.logs.mkdir(parents=True)
+    dead = "root://127.0.0.1:1096//store/mc/a.root"
+    missing = "root://127.0.0.1:1094//store/mc/b.root"
+    jobs.log(0, "err").write_text(
+        f"pc_core.errors.PocketCoffeaError: input file {dead} of dataset 'DY_2018' cannot be read (dead-server): "
+        "Operation expired\n"
+    )
+    jobs.log(0, "out").write_text(f"OSError: XRootD error: [ERROR] Server responded with an error: [3011] no such file\nin file {missing}\n")
+    jobs.log(1, "out").write_text("Traceback ...\nValueError: a bug in the analysis\n")
+    assert xrootd_failures(jobs, 0) == (True, sorted([dead, missing]))
+    assert xrootd_failures(jobs, 1) == (False, [])

@@ -49,22 +49,30 @@ def _url_in(line: str) -> str | None:
     return quoted.group("path") if quoted else None
 
 
-def find_read_failure(lines: Sequence[str], log: Path = Path("-")) -> ReadFailure | None:
-    """The first input file named by a read failure in a job's stdout, or None."""
+def find_read_failures(lines: Sequence[str], log: Path = Path("-")) -> list[ReadFailure]:
+    """Every input file named by a read failure in a job's output, in order of appearance."""
+    failures = []
     for number, line in enumerate(lines):
         match = _PC_RUN_FAILURE.search(line)
         if match:
-            return ReadFailure(match.group("url").rstrip(".,;:"), log, number + 1, line.strip())
+            failures.append(ReadFailure(match.group("url").rstrip(".,;:"), log, number + 1, line.strip()))
+            continue
         for trigger in READ_FAILURE_TRIGGERS:
             position = line.find(trigger)
             if position < 0:
                 continue
             window = [line[position + len(trigger):]] + list(lines[number + 1 : number + 1 + _LOOKAHEAD])
-            for candidate in window:
-                url = _url_in(candidate)
-                if url:
-                    return ReadFailure(url, log, number + 1, line.strip())
-    return None
+            url = next((u for u in map(_url_in, window) if u), None)
+            if url:
+                failures.append(ReadFailure(url, log, number + 1, line.strip()))
+                break
+    return failures
+
+
+def find_read_failure(lines: Sequence[str], log: Path = Path("-")) -> ReadFailure | None:
+    """The first input file named by a read failure in a job's output, or None."""
+    failures = find_read_failures(lines, log)
+    return failures[0] if failures else None
 
 
 def read_failure_in_file(path: str | os.PathLike) -> ReadFailure | None:

@@ -20,7 +20,6 @@ For every selected job (explicit indices, or ``auto``: the jobs flagged ``.faile
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from pc_core.errors import PocketCoffeaError
 from rich.console import Console
 from rich.table import Table
 
+from .job_logs import find_read_failures
 from .job_script import patch_inner_options
 from .jobs_dir import JobsDir, JobsDirError, parse_job_selection, write_job_file
 from .submission import Submitted, submit_file
@@ -44,8 +44,6 @@ from .submit_file import (
 log = logging.getLogger(__name__)
 
 AUTO_STATES = ("failed", "idle", "running")
-XROOTD_ERROR = re.compile(r"XRootD error|\[3011\]|\[ERROR\] Server responded with an error|FileNotFoundError: file not found")
-_URL_RE = re.compile(r"root://[^\s'\"<>,)]+")
 
 
 @dataclass(frozen=True)
@@ -72,17 +70,15 @@ class RecreateResult:
 
 
 def xrootd_failures(jobs_dir: JobsDir, index: int) -> tuple[bool, list[str]]:
-    """Whether the job's logs show an XRootD read error, and the ``root://`` URLs they name."""
-    found, urls = False, []
+    """Whether the job's logs show a read failure of an input file, and the URLs they name
+    (the same log reading as ``check-jobs``: uproot's messages and pocket-coffea's own)."""
+    urls: list[str] = []
     for kind in ("err", "out"):
         path = jobs_dir.log(index, kind)
-        if not path.is_file():
-            continue
-        text = path.read_text(errors="replace")
-        if XROOTD_ERROR.search(text):
-            found = True
-            urls += [u for u in _URL_RE.findall(text) if "/store/" in u]
-    return found, sorted(set(urls))
+        if path.is_file():
+            lines = path.read_text(errors="replace").splitlines()
+            urls += [failure.url for failure in find_read_failures(lines, path)]
+    return bool(urls), sorted(set(urls))
 
 
 def archive_logs(jobs_dir: JobsDir, index: int) -> None:
