@@ -53,7 +53,7 @@ class IterativeExecutorFactory(ExecutorFactoryABC):
 
 
 class FuturesExecutorFactory(ExecutorFactoryABC):
-    """``scaleout`` local worker processes (loky), results merged in this process."""
+    """``scaleout`` local worker processes forked from this one, results merged in this process."""
 
     def customized_args(self) -> dict[str, Any]:
         args = super().customized_args()
