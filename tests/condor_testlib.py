@@ -5,18 +5,15 @@ fileset carries ``nevents`` (read with uproot) because splitting into jobs needs
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
 
 import uproot
-from click.testing import CliRunner
 
-CONFIGS = Path(__file__).resolve().parent / "pc_run" / "configs"
+from analysis_testlib import DATA, DY, TT, invoke_run, make_analysis, standard_fileset  # noqa: F401 (re-exported)
+from outputs_compare import assert_outputs_equal  # noqa: F401 (re-exported to the tests)
+
 SERVICES_DIR = Path(os.environ.get("PC_SERVICES_DIR", "/tmp/pc-services"))
-
-DY, DATA, TT = "DYJetsToLL_2018", "DATA_DoubleMuon_2018", "TTTo2L2Nu_2022"
 
 
 def n_events(path: Path) -> int:
@@ -25,33 +22,11 @@ def n_events(path: Path) -> int:
 
 
 def fileset_for(data_dir: Path) -> dict:
-    """DY MC (with the empty file), data and ttbar, with ``nevents`` from the files themselves."""
-    layout = {
-        DY: (["nano_dy.root", "nano_dy_empty.root"], {"sample": "DYJetsToLL", "year": "2018", "isMC": True, "xsec": 6077.22}),
-        DATA: (["nano_dimuon.root"], {"sample": "DATA_DoubleMuon", "year": "2018", "isMC": False}),
-        TT: (["nano_tt_v12.root"], {"sample": "TTTo2L2Nu", "year": "2022_postEE", "isMC": True, "xsec": 87.3}),
-    }
-    fileset = {}
-    for dataset, (names, metadata) in layout.items():
-        files = [str(data_dir / name) for name in names]
-        nevents = sum(n_events(data_dir / name) for name in names)
-        fileset[dataset] = {"files": files, "metadata": {**metadata, "nevents": nevents}}
+    """The standard test fileset with ``nevents`` read from the files themselves (splitting needs it)."""
+    fileset = standard_fileset(data_dir)
+    for entry in fileset.values():
+        entry["metadata"]["nevents"] = sum(n_events(Path(f)) for f in entry["files"])
     return fileset
-
-
-def make_analysis(folder: Path, fileset: dict) -> Path:
-    """The test config (and its sibling modules) in ``folder`` with ``fileset.json``; returns the config path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for source in CONFIGS.glob("*.py"):
-        shutil.copy(source, folder / source.name)
-    (folder / "fileset.json").write_text(json.dumps(fileset, indent=1))
-    return folder / "config_pcrun.py"
-
-
-def invoke_run(args: list) -> object:
-    from pc_run.cli import run_command
-
-    return CliRunner().invoke(run_command, [str(a) for a in args], catch_exceptions=True)
 
 
 def write_options(path: Path, text: str) -> Path:
@@ -71,14 +46,3 @@ def queue_items(path: Path) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("queue chunksize from ("))
     end = next(i for i in range(start, len(lines)) if lines[i].strip() == ")")
     return [line.strip() for line in lines[start + 1 : end]]
-
-
-def assert_outputs_equal(a, b, **kwargs) -> None:
-    """tests/pc_run/outputs_compare.py's deep comparison (loaded by path: tests/pc_run is not on sys.path here)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "pc_run_outputs_compare_for_condor", Path(__file__).resolve().parent / "pc_run" / "outputs_compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.assert_outputs_equal(a, b, **kwargs)

@@ -14,10 +14,8 @@ reads its timeouts (``XRD_CONNECTIONRETRY``, ``XRD_REQUESTTIMEOUT``) once, at st
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -28,6 +26,8 @@ from pathlib import Path
 import pytest
 import uproot
 
+from analysis_testlib import make_analysis
+from outputs_compare import assert_outputs_equal
 from pc_core.fileset import load_fileset_json
 from pc_core.output import load_output
 from pc_core.read_errors import DEAD_SERVER, MISSING_FILE
@@ -35,22 +35,12 @@ from pc_core.read_errors import DEAD_SERVER, MISSING_FILE
 pytestmark = pytest.mark.integration
 
 TESTS = Path(__file__).resolve().parents[1]
-CONFIGS = TESTS / "pc_run" / "configs"
 BIN = Path(sys.executable).parent
 CERN, KIT = "T2_CH_CERN", "T1_DE_KIT"
 # fail fast on a dead server: one connection attempt, short request timeout
 XRD_FAST = {"XRD_CONNECTIONRETRY": "1", "XRD_CONNECTIONWINDOW": "2", "XRD_REQUESTTIMEOUT": "5"}
 
 
-def _load_helper(name: str):
-    """A helper module of tests/pc_run by path (``pc_run`` is also the package's import name)."""
-    spec = importlib.util.spec_from_file_location(f"h8_{name}", TESTS / "pc_run" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-assert_outputs_equal = _load_helper("outputs_compare").assert_outputs_equal
 
 
 @dataclass
@@ -125,15 +115,6 @@ def run_catalog(rucio_settings, xrootd_sites, flaky_site, nanoaod_dir) -> RunCat
     return RunCatalog(tag, ports, definition, local, events, flaky)
 
 
-def _analysis(folder: Path, fileset: dict) -> Path:
-    """The pc-run test analysis copied into ``folder`` next to ``fileset.json``; returns the config."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for source in CONFIGS.glob("*.py"):
-        shutil.copy(source, folder / source.name)
-    (folder / "fileset.json").write_text(json.dumps(fileset, indent=1))
-    return folder / "config_pcrun.py"
-
-
 def _build_datasets(cat: RunCatalog, rucio_config: str, folder: Path, *site_options: str) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     definition = folder / "datasets_definition.json"
@@ -167,7 +148,7 @@ def local_reference(run_catalog, rucio_config, tmp_path_factory) -> tuple[dict, 
     cat = run_catalog
     base = tmp_path_factory.mktemp("xrd_run")
     fileset = _build_datasets(cat, rucio_config, base / "built", "-bs", cat.flaky, "-ps", CERN)
-    config = _analysis(base / "local", _localised(cat, fileset))
+    config = make_analysis(base / "local", _localised(cat, fileset))
     res = _run(config, base / "local_out")
     assert res.returncode == 0, res.stderr
     return fileset, load_output(base / "local_out" / "output_all.coffea")
@@ -203,7 +184,7 @@ def test_run_over_built_fileset_equals_local_run(run_catalog, local_reference, t
             assert url.startswith(f"root://127.0.0.1:{port}//store/"), url
     assert fileset[dy]["metadata"]["file_nevents"] == [cat.events["nano_dy.root"], cat.events["nano_dy_empty.root"]]
 
-    config = _analysis(tmp_path / "analysis", fileset)
+    config = make_analysis(tmp_path / "analysis", fileset)
     res = _run(config, tmp_path / "out")
     assert res.returncode == 0, res.stderr
     remote = load_output(tmp_path / "out" / "output_all.coffea")
@@ -233,7 +214,7 @@ def test_dead_site_named_skipped_then_replicas_moved(run_catalog, local_referenc
     flaky_prefix = f"root://127.0.0.1:{cat.ports[cat.flaky]}//store/"
     on_flaky = {(name, url) for name, entry in fileset.items() for url in entry["files"] if url.startswith(flaky_prefix)}
     assert {name for name, _ in on_flaky} == {dy, tt} and len(on_flaky) == 3  # DATA has no replica there
-    config = _analysis(tmp_path / "analysis", fileset)
+    config = make_analysis(tmp_path / "analysis", fileset)
 
     _site_script(services, "stop_xrootd.sh", cat.flaky)
     try:
@@ -263,7 +244,7 @@ def test_dead_site_named_skipped_then_replicas_moved(run_catalog, local_referenc
         ports = {name: {url.split("//store/")[0] for url in entry["files"]} for name, entry in moved.items()}
         assert ports == {dy: {f"root://127.0.0.1:{cat.ports[CERN]}"}, data: {f"root://127.0.0.1:{cat.ports[KIT]}"},
                          tt: {f"root://127.0.0.1:{cat.ports[KIT]}"}}
-        config = _analysis(tmp_path / "moved", moved)
+        config = make_analysis(tmp_path / "moved", moved)
         rerun = _run(config, tmp_path / "moved_out")
         assert rerun.returncode == 0, rerun.stderr
         output = load_output(tmp_path / "moved_out" / "output_all.coffea")
@@ -281,7 +262,7 @@ def test_missing_file_on_live_server_named(run_catalog, local_reference, tmp_pat
     fileset = {dy: copy.deepcopy(built[dy])}
     fileset[dy]["files"].append(missing)
     del fileset[dy]["metadata"]["file_nevents"]  # one count per file: there is none for a file that does not exist
-    config = _analysis(tmp_path / "analysis", fileset)
+    config = make_analysis(tmp_path / "analysis", fileset)
 
     failed = _run(config, tmp_path / "fail")  # skip-bad-files is off by default
     assert failed.returncode == 1, failed.stderr
@@ -326,7 +307,7 @@ def test_site_dying_during_the_run_is_classified(run_catalog, rucio_config, serv
     fileset = _build_datasets(cat, rucio_config, tmp_path / "built", "-ps", cat.flaky)
     prefix = f"root://127.0.0.1:{cat.ports[cat.flaky]}//store/"
     on_flaky = {(name, url) for name, entry in fileset.items() for url in entry["files"] if url.startswith(prefix)}
-    config = _analysis(tmp_path / "analysis", fileset)
+    config = make_analysis(tmp_path / "analysis", fileset)
     marker = tmp_path / "site_stopped"
     scripts = Path(services.get("scripts_dir", TESTS.parent / "services"))
     (config.parent / "workflow_dying.py").write_text(DYING_WORKFLOW.format(

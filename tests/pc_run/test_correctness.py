@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import DATA, DY, TT, standard_fileset
+from analysis_testlib import DATA, DY, TT, standard_fileset
 from pcrun_reference import CATEGORIES, compute, flow_edges
 from pc_core.output import load_output, normalise
 

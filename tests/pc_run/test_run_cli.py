@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from conftest import DATA, DY, invoke_run, make_analysis, standard_fileset
+from analysis_testlib import DATA, DY, invoke_run, make_analysis, standard_fileset
 from pc_core.output import load_output
 
 

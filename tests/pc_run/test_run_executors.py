@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import DATA, DY, TT, invoke_run
+from analysis_testlib import DATA, DY, TT, invoke_run
 from outputs_compare import assert_outputs_equal, drop_keys
 from pc_core.output import load_output
 

@@ -6,7 +6,7 @@ import copy
 import numpy as np
 import uproot
 
-from conftest import DY
+from analysis_testlib import DY
 from pcrun_reference import compute
 from pc_core import load_configurator
 from pc_core.run_options import load_run_options
