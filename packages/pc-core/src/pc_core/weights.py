@@ -6,6 +6,7 @@ the run's parameters and the dataset metadata, then calls ``compute``. Variation
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -26,7 +27,7 @@ class WeightData:
     down: Any = None
 
 
-class WeightWrapper:
+class WeightWrapper(ABC):
     """Base class of every weight; subclasses set ``name`` and implement ``compute``."""
 
     name: ClassVar[str] = ""
@@ -41,8 +42,9 @@ class WeightWrapper:
     def variation_names(cls) -> tuple[str, ...]:
         return (f"{cls.name}Up", f"{cls.name}Down") if cls.has_variations else ()
 
+    @abstractmethod
     def compute(self, events, size: int, shape_variation: str = "nominal") -> WeightData:
-        raise NotImplementedError(f"weight {self.name!r} must implement compute()")
+        """The weight's per-event factors for this chunk."""
 
 
 class WeightLambda(WeightWrapper):
