@@ -55,3 +55,14 @@ def test_cli_reference_documents_every_option(repo_root):
             if isinstance(param, click.Option):
                 longest = max(param.opts, key=len)
                 assert f"{longest}" in section, f"docs/cli.md, {ep.name}: option {longest} is not documented"
+
+
+def test_user_error_is_one_line_and_traceback_only_with_debug(tmp_path):
+    missing = tmp_path / "no_such_config.py"
+    quiet = run_cli("run", "--cfg", str(missing), "-o", str(tmp_path / "out"))
+    assert quiet.returncode == 1
+    assert "Error:" in quiet.stderr and str(missing) in quiet.stderr.replace("\n", "")
+    assert "Traceback" not in quiet.stderr
+    debug = run_cli("run", "--cfg", str(missing), "-o", str(tmp_path / "out"), "-ll", "DEBUG")
+    assert debug.returncode != 0
+    assert "Traceback" in debug.stderr and "does not exist" in debug.stderr

@@ -30,8 +30,6 @@ def setup_logging(level: str = "INFO", logfile: str | os.PathLike | None = None)
         file_handler.setLevel(logging.DEBUG)
         handlers.append(file_handler)
     logging.basicConfig(level=level, handlers=handlers, format="%(message)s", force=True)
-    if level == "DEBUG":
-        os.environ[DEBUG_ENV] = "1"
 
 
 def _debug_requested(argv: Sequence[str]) -> bool:
