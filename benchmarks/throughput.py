@@ -47,19 +47,27 @@ def selected_branches(tree) -> list[str]:
     return names + [f"n{c}" for c in COLLECTIONS]
 
 
+# Production NanoAOD flushes a cluster (one basket per branch) every 10 MB
+# (NanoAODOutputModule's autoFlush = -10000000), a few thousand events; so does the input here.
+CLUSTER_BYTES = 10_000_000
+
+
 def build_input(target: Path, n_events: int) -> int:
-    """Write ``n_events`` (rounded up to whole copies) replicated nano_dy events, LZMA level 9."""
+    """Write ``n_events`` (rounded up to whole copies) replicated nano_dy events, LZMA level 9,
+    in clusters of about ``CLUSTER_BYTES`` uncompressed bytes like production NanoAOD."""
     source = uproot.open(SOURCE)["Events"]
-    flat = [n for n in selected_branches(source) if not n.startswith(tuple(f"{c}_" for c in COLLECTIONS))]
+    branches = selected_branches(source)
+    event_bytes = sum(source[n].uncompressed_bytes for n in branches) / source.num_entries
+    flat = [n for n in branches if not n.startswith(tuple(f"{c}_" for c in COLLECTIONS))]
     flat = [n for n in flat if n not in {f"n{c}" for c in COLLECTIONS}]
     arrays = source.arrays(flat, library="np")
     jagged = {c: source.arrays([n for n in source.keys() if n.startswith(c + "_")], library="ak") for c in COLLECTIONS}
-    copies_per_batch = max(1, 100_000 // source.num_entries)
+    copies_per_batch = max(1, round(CLUSTER_BYTES / event_bytes / source.num_entries))
     copies = -(-n_events // source.num_entries)
     written = 0
     with uproot.recreate(target, compression=NanoLZMA(9)) as out:
         def batch(ncopies: int) -> dict:
-            # tile flat contents and per-event counts with numpy (ak.concatenate of many copies is slow)
+            # one extend() is one cluster; tile flat contents and per-event counts with numpy (ak.concatenate of many copies is slow)
             data = {name: np.tile(values, ncopies) for name, values in arrays.items()}
             for coll, table in jagged.items():
                 counts = np.tile(ak.to_numpy(ak.num(table[table.fields[0]])), ncopies)

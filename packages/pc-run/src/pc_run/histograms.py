@@ -1,13 +1,13 @@
 """Histogram booking and filling: ``HistConf`` specs become ``hist.Hist`` objects with a
-category and a variation axis, filled from numpy arrays once per category and variation.
+category and a variation axis.
 
-The per-histogram values are extracted once per chunk (``HistValues``); each category then
-only applies its boolean mask to plain numpy arrays, so no awkward slicing happens in the
-category/variation loops.
+Each histogram's entries are extracted and binned once per chunk (``HistEntries``, with the
+axes' own ``index``); all categories and variations are then added to the storage in one
+pass, so no awkward slicing and no per-category ``fill`` call happens in the loops.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import awkward as ak
@@ -80,18 +80,20 @@ def _to_numpy(array) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class HistValues:
-    """The entries of one histogram for a chunk, as numpy arrays.
+class HistEntries:
+    """The entries of one histogram for a chunk, already binned on the spec's own axes.
 
-    ``values[i]`` is the value of axis ``i`` for each entry; ``event_index`` maps each entry
-    to its event (entries of a collection axis are objects, several per event).
+    ``bins[i]`` is the flat bin (flow bins included, as in ``view(flow=True)``) of entry
+    ``i``; ``event_index[i]`` its event (entries of a collection axis are objects, several
+    per event). Entries with a None value or outside an axis without flow bins are dropped.
+    Binning once per chunk lets every category, sample and variation reuse it.
     """
 
-    values: tuple[np.ndarray, ...]
+    bins: np.ndarray
     event_index: np.ndarray
 
     @classmethod
-    def extract(cls, events, conf: HistConf, hist_name: str) -> HistValues:
+    def extract(cls, events, conf: HistConf, hist_name: str, axes: Sequence[hist.axis.AxesMixin]) -> HistEntries:
         arrays = [_field(events, axis, hist_name) for axis in conf.axes]
         n_events = len(events)
         jagged = [a.ndim > 1 for a in arrays]
@@ -108,25 +110,57 @@ class HistValues:
             arrays = [ak.flatten(a, axis=1) for a in arrays]
         else:
             event_index = np.arange(n_events)
-        converted = [_to_numpy(a) for a in arrays]
-        valid = np.logical_and.reduce([v for _, v in converted])
-        values = tuple(np.asarray(v)[valid] for v, _ in converted)
-        return cls(values=values, event_index=event_index[valid])
+        bins = np.zeros(len(event_index), dtype=np.int64)
+        valid = np.ones(len(event_index), dtype=bool)
+        for array, axis in zip(arrays, axes):
+            values, present = _to_numpy(array)
+            index, inside = _flow_index(axis, values)
+            extent = axis.size + int(axis.traits.underflow) + int(axis.traits.overflow)
+            bins = bins * extent + index
+            valid &= present & inside
+        return cls(bins=bins[valid], event_index=event_index[valid])
+
+
+def _flow_index(axis: hist.axis.AxesMixin, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's bin in the flow-inclusive layout, and whether the axis keeps it (as ``fill`` does)."""
+    if isinstance(axis, hist.axis.Integer) and not np.issubdtype(values.dtype, np.integer):
+        values = np.floor(values)
+    index = np.asarray(axis.index(values), dtype=np.int64) + int(axis.traits.underflow)
+    extent = axis.size + int(axis.traits.underflow) + int(axis.traits.overflow)
+    inside = (index >= 0) & (index < extent)
+    return np.where(inside, index, 0), inside
 
 
 def fill_histogram(
     histogram: hist.Hist,
-    values: HistValues,
-    category: str,
-    event_mask: np.ndarray,
-    weights_by_variation: Mapping[str, np.ndarray | None],
+    entries: HistEntries,
+    selections: Iterable[tuple[str, np.ndarray, Mapping[str, np.ndarray | None]]],
 ) -> None:
-    """Fill one category: ``event_mask`` selects events, weights are per event (None = unit)."""
-    selected = event_mask[values.event_index]
-    if not selected.any():
+    """Fill every (category, variation) of ``histogram`` in one pass.
+
+    ``selections`` gives, per category, the event mask and the per-event weights of each
+    variation (None = unit weight). The sums of weights and of squared weights are added to
+    the storage with two ``np.bincount``: one call per histogram instead of one ``fill``
+    per category and variation, which dominated the filling time.
+    """
+    view = histogram.view(flow=True)
+    cat_axis, variation_axis = histogram.axes[CATEGORY_AXIS], histogram.axes[VARIATION_AXIS]
+    block = int(np.prod(view.shape[2:], dtype=np.int64))
+    n_variations = view.shape[1]
+    flat_bins, entry_weights = [], []
+    for category, event_mask, weights_by_variation in selections:
+        selected = event_mask[entries.event_index]
+        if not selected.any():
+            continue
+        events = entries.event_index[selected]
+        bins = entries.bins[selected]
+        for variation, weight in weights_by_variation.items():
+            offset = (cat_axis.index(category) * n_variations + variation_axis.index(variation)) * block
+            flat_bins.append(bins + offset)
+            entry_weights.append(np.ones(len(events)) if weight is None else weight[events])
+    if not flat_bins:
         return
-    index = values.event_index[selected]
-    axis_values = [v[selected] for v in values.values]
-    for variation, weight in weights_by_variation.items():
-        entry_weight = np.ones(len(index)) if weight is None else weight[index]
-        histogram.fill(category, variation, *axis_values, weight=entry_weight)
+    flat = np.concatenate(flat_bins)
+    weight = np.concatenate(entry_weights)
+    view["value"] += np.bincount(flat, weights=weight, minlength=view.size).reshape(view.shape)
+    view["variance"] += np.bincount(flat, weights=weight * weight, minlength=view.size).reshape(view.shape)

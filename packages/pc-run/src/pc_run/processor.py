@@ -32,7 +32,7 @@ from coffea import processor
 
 from pc_core.errors import ConfigError
 
-from .histograms import NOMINAL, HistValues, book_histogram, fill_histogram
+from .histograms import NOMINAL, HistEntries, book_histogram, fill_histogram
 from .skimmed_files import export_skimmed_chunk
 from .weights_store import WeightsStore
 
@@ -278,18 +278,24 @@ class BaseProcessorABC(processor.ProcessorABC):
             by_sample = output["variables"].get(name)
             if not by_sample:
                 continue
-            values = HistValues.extract(self.events, conf, name)
-            for sample, by_dataset in by_sample.items():
-                histogram = by_dataset[dataset]
+            histograms = [by_dataset[dataset] for by_dataset in by_sample.values()]
+            # every sample's histogram of one spec has the same axes: bin the entries once
+            entries = HistEntries.extract(self.events, conf, name, list(histograms[0].axes)[2:])
+            for sample, histogram in zip(by_sample, histograms):
                 variations = list(histogram.axes["variation"])
                 sample_mask = self._sample_masks[sample]
-                for category in histogram.axes["cat"]:
-                    mask = self._category_masks[category] & sample_mask
-                    if conf.no_weights:
-                        weights = {NOMINAL: None}
-                    else:
-                        weights = self.weights.by_variation(category, variations)
-                    fill_histogram(histogram, values, category, mask, weights)
+                fill_histogram(
+                    histogram,
+                    entries,
+                    (
+                        (
+                            category,
+                            self._category_masks[category] & sample_mask,
+                            {NOMINAL: None} if conf.no_weights else self.weights.by_variation(category, variations),
+                        )
+                        for category in histogram.axes["cat"]
+                    ),
+                )
 
     def _fill_columns(self, output: dict[str, Any]) -> None:
         columns_config = (getattr(self.cfg, "columns", None) or {}).get(self._sample) or {}

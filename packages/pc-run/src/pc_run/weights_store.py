@@ -59,6 +59,7 @@ class WeightsStore:
             {cat: list(names) for cat, names in variations_config.items()} if is_mc else {}
         )
         self._data: dict[str, WeightData] = {}
+        self._by_variation: dict[tuple[str, tuple[str, ...]], dict[str, np.ndarray]] = {}
         needed = list(self.inclusive)
         for names in self.bycategory.values():
             needed += names
@@ -117,7 +118,13 @@ class WeightsStore:
         return result
 
     def by_variation(self, category: str, variations: Sequence[str]) -> dict[str, np.ndarray]:
-        """Per-event weights for each requested variation label of ``category``."""
+        """Per-event weights for each requested variation label of ``category`` (computed once per chunk)."""
+        key = (category, tuple(variations))
+        if key not in self._by_variation:
+            self._by_variation[key] = self._compute_by_variation(category, variations)
+        return self._by_variation[key]
+
+    def _compute_by_variation(self, category: str, variations: Sequence[str]) -> dict[str, np.ndarray]:
         applied = self.applied(category)
         nominal = self._product(applied)
         configured = set(self.variations_by_category.get(category, []))
