@@ -2,8 +2,9 @@
 
 Every cut function has the signature ``f(events, params, **context)`` and returns one
 boolean per event; ``context`` holds ``year``, ``sample``, ``dataset``, ``isMC`` and
-``metadata``. The objects (``MuonGood``, ``ElectronGood``, ``JetGood``, ``BJetGood``,
-``ll``) are defined by the workflow before preselection.
+``metadata``. The objects (``MuonGood``, ``ElectronGood``, ``JetGood``, ``BJetGood``) and
+the dilepton variables (``mll``, ``ptll``, ``charge_ll``, NaN without two leptons) are
+defined by the workflow before preselection.
 """
 import awkward as ak
 import numpy as np
@@ -12,7 +13,7 @@ from pc_core import Cut
 
 
 def _min_objects(events, params, **context):
-    return ak.num(events[params["coll"]][events[params["coll"]].pt > params["minpt"]]) >= params["n"]
+    return ak.sum(events[params["coll"]].pt > params["minpt"], axis=1) >= params["n"]
 
 
 def _trigger(events, params, **context):
@@ -25,41 +26,41 @@ def _trigger(events, params, **context):
 
 
 def _dilepton(events, params, **context):
-    ll = events.ll
+    # NaN (fewer than two leptons) fails every comparison
     return (
-        (events.nLeptonGood == 2)
-        & (ak.fill_none(ll.charge, 1) == 0)
-        & (ak.fill_none(ll.mass, 0) > params["mll_min"])
-        & (ak.fill_none(events.LeptonGood_pt_leading, 0) > params["pt_leading"])
+        (ak.to_numpy(events.nLeptonGood) == 2)
+        & (ak.to_numpy(events.charge_ll) == 0)
+        & (ak.to_numpy(events.mll) > params["mll_min"])
+        & (ak.to_numpy(events.LeptonGood_pt_leading) > params["pt_leading"])
     )
 
 
 def _same_flavour(events, params, **context):
-    return events.nMuonGood == 2 if params["flavour"] == "mumu" else events.nElectronGood == 2
+    counts = events.nMuonGood if params["flavour"] == "mumu" else events.nElectronGood
+    return ak.to_numpy(counts) == 2
 
 
 def _opposite_flavour(events, params, **context):
-    return (events.nMuonGood == 1) & (events.nElectronGood == 1)
+    return (ak.to_numpy(events.nMuonGood) == 1) & (ak.to_numpy(events.nElectronGood) == 1)
 
 
 def _z_window(events, params, **context):
-    mass = ak.fill_none(events.ll.mass, 0)
-    inside = abs(mass - 91.1876) < params["width"]
+    inside = abs(ak.to_numpy(events.mll) - 91.1876) < params["width"]
     return inside if params["inside"] else ~inside
 
 
 def _n_bjets(events, params, **context):
-    n = events.nBJetGood
+    n = ak.to_numpy(events.nBJetGood)
     return n >= params["min"] if params.get("max") is None else (n >= params["min"]) & (n <= params["max"])
 
 
 def _met(events, params, **context):
-    return events.MET.pt > params["min"]
+    return ak.to_numpy(events.MET.pt) > params["min"]
 
 
 def _min_leptons(events, params, **context):
-    n_muons = ak.num(events.Muon[events.Muon.pt > params["minpt"]])
-    n_electrons = ak.num(events.Electron[events.Electron.pt > params["minpt"]])
+    n_muons = ak.sum(events.Muon.pt > params["minpt"], axis=1)
+    n_electrons = ak.sum(events.Electron.pt > params["minpt"], axis=1)
     return (n_muons + n_electrons) >= params["n"]
 
 

@@ -9,6 +9,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
+from pc_core.errors import ConfigError
 from pc_core.histograms import Axis, HistConf
 from pc_run.histograms import NOMINAL, HistEntries, book_histogram, fill_histogram
 
@@ -107,3 +108,27 @@ def test_unit_weights_and_empty_selection():
     assert histogram[{"cat": "all", "variation": NOMINAL}].values(flow=True).tolist() == [0, *counts[:3], counts[3]]
     assert histogram[{"cat": "all", "variation": NOMINAL}].variances(flow=True).tolist() == [0, *counts[:3], counts[3]]
     assert histogram[{"cat": "low", "variation": NOMINAL}].sum(flow=True).value == 0
+
+
+def test_axes_on_collections_of_different_lengths_are_refused():
+    events = ak.zip({"a": ak.zip({"x": [[1.0, 2.0], [3.0]]}), "b": ak.zip({"x": [[1.0], [2.0, 3.0]]})}, depth_limit=1)
+    conf = HistConf(
+        [
+            Axis(coll="a", field="x", label="a", bins=2, start=0, stop=4),
+            Axis(coll="b", field="x", label="b", bins=2, start=0, stop=4),
+        ]
+    )
+    histogram = book_histogram(conf, ["all"], [NOMINAL])
+    with pytest.raises(ConfigError, match="collections of different lengths"):
+        HistEntries.extract(events, conf, "ab", list(histogram.axes)[2:])
+
+
+def test_pos_on_a_per_event_field_and_a_missing_field_are_refused():
+    events = _events(n=10)
+    pos_conf = HistConf([Axis(field="x", pos=0, label="x", bins=2, start=0, stop=4)])
+    histogram = book_histogram(pos_conf, ["all"], [NOMINAL])
+    with pytest.raises(ConfigError, match="one value per event, not a collection"):
+        HistEntries.extract(events, pos_conf, "x0", list(histogram.axes)[2:])
+    missing = HistConf([Axis(field="nothere", label="x", bins=2, start=0, stop=4)])
+    with pytest.raises(ConfigError, match="needs the field 'nothere'"):
+        HistEntries.extract(events, missing, "missing", list(histogram.axes)[2:])

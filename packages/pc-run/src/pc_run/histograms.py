@@ -46,37 +46,53 @@ def book_histogram(conf: HistConf, categories: Sequence[str], variations: Sequen
     )
 
 
-def _field(events, axis: Axis, hist_name: str):
-    try:
-        if axis.coll == "events":
-            array = events[axis.field]
-        else:
-            array = events[axis.coll][axis.field]
-    except (KeyError, AttributeError, ValueError) as exc:
-        where = axis.field if axis.coll == "events" else f"{axis.coll}.{axis.field}"
-        raise ConfigError(
-            f"histogram {hist_name!r}: axis {axis.name!r} needs the field {where!r}, which the events do not have "
-            f"({type(exc).__name__}: {exc}); define it in the workflow (e.g. in define_common_variables_after_presel)"
-        ) from None
-    if axis.pos is not None:
-        if array.ndim < 2:
+@dataclass(frozen=True)
+class AxisValues:
+    """One axis' values for a chunk as numpy: one per event, or one per object (``counts``
+    objects per event) for a collection field without ``pos``; ``valid`` is False for None."""
+
+    values: np.ndarray
+    valid: np.ndarray
+    counts: np.ndarray | None = None
+
+    @classmethod
+    def read(cls, events, axis: Axis, hist_name: str) -> AxisValues:
+        try:
+            array = events[axis.field] if axis.coll == "events" else events[axis.coll][axis.field]
+        except (LookupError, AttributeError, ValueError) as exc:
+            where = axis.field if axis.coll == "events" else f"{axis.coll}.{axis.field}"
             raise ConfigError(
-                f"histogram {hist_name!r}: axis {axis.name!r} sets pos={axis.pos} but {axis.coll}.{axis.field} "
-                "is one value per event, not a collection"
-            )
-        array = ak.pad_none(array, axis.pos + 1, axis=1)[:, axis.pos]
-    return array
+                f"histogram {hist_name!r}: axis {axis.name!r} needs the field {where!r}, which the events do not have "
+                f"({type(exc).__name__}: {exc}); define it in the workflow (e.g. in define_common_variables_after_presel)"
+            ) from None
+        if isinstance(array, np.ndarray) or array.ndim == 1:
+            if axis.pos is not None:
+                raise ConfigError(
+                    f"histogram {hist_name!r}: axis {axis.name!r} sets pos={axis.pos} but {axis.coll}.{axis.field} "
+                    "is one value per event, not a collection"
+                )
+            return cls(*_to_numpy(array))
+        counts = ak.to_numpy(ak.num(array, axis=1))
+        values, valid = _to_numpy(ak.flatten(array, axis=1))
+        if axis.pos is None:
+            return cls(values, valid, counts)
+        # the pos-th object of each event, read from the flat values through the offsets
+        has_object = counts > axis.pos
+        index = np.where(has_object, np.cumsum(counts) - counts + axis.pos, 0)
+        if len(values) == 0:
+            return cls(np.zeros(len(counts), dtype=values.dtype), np.zeros(len(counts), dtype=bool))
+        return cls(values[index], has_object & valid[index])
 
 
 def _to_numpy(array) -> tuple[np.ndarray, np.ndarray]:
     """Values (None replaced by 0) and the mask of the entries that are not None."""
     if isinstance(array, np.ndarray):
         return array, np.ones(len(array), dtype=bool)
-    valid = ~ak.to_numpy(ak.is_none(array, axis=0)) if array.ndim == 1 else None
-    values = ak.to_numpy(ak.fill_none(array, 0))
-    if valid is None:
-        valid = np.ones(len(values), dtype=bool)
-    return np.asarray(values), np.asarray(valid, dtype=bool)
+    if not array.layout.is_option:
+        values = np.asarray(ak.to_numpy(array))
+        return values, np.ones(len(values), dtype=bool)
+    valid = ~ak.to_numpy(ak.is_none(array, axis=0))
+    return np.asarray(ak.to_numpy(ak.fill_none(array, 0))), np.asarray(valid, dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -93,31 +109,43 @@ class HistEntries:
     event_index: np.ndarray
 
     @classmethod
-    def extract(cls, events, conf: HistConf, hist_name: str, axes: Sequence[hist.axis.AxesMixin]) -> HistEntries:
-        arrays = [_field(events, axis, hist_name) for axis in conf.axes]
+    def extract(
+        cls,
+        events,
+        conf: HistConf,
+        hist_name: str,
+        axes: Sequence[hist.axis.AxesMixin],
+        fields: dict | None = None,
+    ) -> HistEntries:
+        """``fields`` caches the values read from ``events`` across the histograms of a chunk."""
+        fields = {} if fields is None else fields
+        columns: list[AxisValues] = []
+        for axis in conf.axes:
+            key = (axis.coll, axis.field, axis.pos)
+            if key not in fields:
+                fields[key] = AxisValues.read(events, axis, hist_name)
+            columns.append(fields[key])
         n_events = len(events)
-        jagged = [a.ndim > 1 for a in arrays]
-        if any(jagged):
-            try:
-                arrays = ak.broadcast_arrays(*arrays)
-            except ValueError as exc:
+        per_object = [c.counts for c in columns if c.counts is not None]
+        if per_object:
+            counts = per_object[0]
+            if any(not np.array_equal(c, counts) for c in per_object[1:]):
                 raise ConfigError(
                     f"histogram {hist_name!r}: its axes are collections of different lengths and cannot be filled "
-                    f"together ({exc}); use pos= or fields of one collection"
-                ) from None
-            counts = ak.to_numpy(ak.num(arrays[0], axis=1))
+                    "together; use pos= or fields of one collection"
+                )
             event_index = np.repeat(np.arange(n_events), counts)
-            arrays = [ak.flatten(a, axis=1) for a in arrays]
+            # one value per event is repeated for each object of the event
+            columns = [c if c.counts is not None else AxisValues(c.values[event_index], c.valid[event_index]) for c in columns]
         else:
             event_index = np.arange(n_events)
         bins = np.zeros(len(event_index), dtype=np.int64)
         valid = np.ones(len(event_index), dtype=bool)
-        for array, axis in zip(arrays, axes):
-            values, present = _to_numpy(array)
-            index, inside = _flow_index(axis, values)
+        for column, axis in zip(columns, axes):
+            index, inside = _flow_index(axis, column.values)
             extent = axis.size + int(axis.traits.underflow) + int(axis.traits.overflow)
             bins = bins * extent + index
-            valid &= present & inside
+            valid &= column.valid & inside
         return cls(bins=bins[valid], event_index=event_index[valid])
 
 

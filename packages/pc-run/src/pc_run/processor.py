@@ -45,7 +45,7 @@ CHUNK_COLUMNS_KEY = "columns"
 def _to_mask(mask, size: int, what: str) -> np.ndarray:
     """A cut result as a numpy boolean array (None counts as failing)."""
     if isinstance(mask, ak.Array):
-        mask = ak.to_numpy(ak.fill_none(mask, False))
+        mask = ak.to_numpy(ak.fill_none(mask, False) if mask.layout.is_option else mask)
     array = np.asarray(mask)
     if array.shape != (size,):
         raise ConfigError(f"{what} returned an array of shape {array.shape}; expected one boolean per event ({size})")
@@ -274,13 +274,14 @@ class BaseProcessorABC(processor.ProcessorABC):
 
     def _fill_histograms(self, output: dict[str, Any]) -> None:
         dataset = self._dataset
+        fields: dict = {}  # each event field read once for all histograms
         for name, conf in self._variables.items():
             by_sample = output["variables"].get(name)
             if not by_sample:
                 continue
             histograms = [by_dataset[dataset] for by_dataset in by_sample.values()]
             # every sample's histogram of one spec has the same axes: bin the entries once
-            entries = HistEntries.extract(self.events, conf, name, list(histograms[0].axes)[2:])
+            entries = HistEntries.extract(self.events, conf, name, list(histograms[0].axes)[2:], fields)
             for sample, histogram in zip(by_sample, histograms):
                 variations = list(histogram.axes["variation"])
                 sample_mask = self._sample_masks[sample]
@@ -332,7 +333,7 @@ def _column_arrays(events, colout) -> dict[str, np.ndarray]:
         name = colout.key(column)
         try:
             array = events[column] if colout.collection == "events" else events[colout.collection][column]
-        except (KeyError, AttributeError, ValueError):
+        except (LookupError, AttributeError, ValueError):
             raise ConfigError(
                 f"column output {colout.collection}.{column}: the events have no such field"
             ) from None

@@ -2,7 +2,7 @@
 
 ``run_fileset`` chunks the files with coffea's preprocessing (per-sample chunksize, chunk
 limit), names every file that could not be opened (``file_check``), runs the processor with
-the executor, and then compares the chunks that came back with the chunks that were sent: a
+the executor (coffea's Runner, reusing each open input file across its chunks: ``chunk_work``), and then compares the chunks that came back with the chunks that were sent: a
 chunk coffea dropped under ``skipbadfiles`` is reported as a skipped file with its reason,
 never silently lost.
 """
@@ -24,6 +24,7 @@ from pc_core.errors import PocketCoffeaError
 from pc_core.read_errors import OTHER, classify_read_error, read_error_hint
 from pc_core.run_options import chunksize_for_sample
 
+from .chunk_work import INPUT_FILE, PocketCoffeaRunner
 from .file_check import READ_FAILURES, check_file, is_read_failure, release_cached_xrootd_handles
 from .processor import finalise_output
 
@@ -173,7 +174,7 @@ def run_fileset(
         output["processing_metadata"]["skipped_files"] = skipped
         return RunResult(output=output, chunks_expected=expected, skipped_files=skipped)
 
-    runner = coffea_processor.Runner(
+    runner = PocketCoffeaRunner(
         executor=executor_instance,
         chunksize=max(len(c) for c in chunks) or 1,
         skipbadfiles=READ_FAILURES if skip_bad else False,
@@ -191,6 +192,7 @@ def run_fileset(
         else:
             raise
     finally:
+        INPUT_FILE.forget()
         release_cached_xrootd_handles()
     seconds = time.perf_counter() - start
     output = wrapped["out"]
