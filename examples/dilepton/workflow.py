@@ -24,7 +24,6 @@ def _as_leptons(collection):
             "phi": collection.phi,
             "mass": collection.mass,
             "charge": collection.charge,
-            "pdgId": collection.pdgId,
         },
         with_name="PtEtaPhiMCandidate",
         behavior=candidate.behavior,
