@@ -17,6 +17,7 @@ messages included, so ``runner.py`` recognises read failures the same way.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 
 import cloudpickle
@@ -37,39 +38,41 @@ def _signature(filename: str, timeout, uproot_options: dict) -> tuple:
 
 
 class OpenInputFile:
-    """The one input file this process has open, reused by the chunks that follow in it.
+    """The one input file this process (thread) has open, reused by the chunks that follow in it.
 
-    One per process (``INPUT_FILE``): a worker's chunks arrive one at a time and mostly in
-    file order, so one handle gives nearly every reuse there is while bounding what is held.
-    A failing chunk drops the handle, so coffea's retry reopens the file from scratch.
+    One per process (``INPUT_FILE``), holding one handle per thread (a multi-threaded Dask
+    worker runs several chunks at once): a worker's chunks arrive one at a time and mostly
+    in file order, so one handle gives nearly every reuse there is while bounding what is
+    held. A failing chunk drops the handle, so coffea's retry reopens the file from scratch.
     """
 
     def __init__(self) -> None:
-        self._key: tuple | None = None
-        self._file = None
+        self._local = threading.local()
         # branches read by earlier chunks, per (processor class, tree): preloaded from then on
         self.branches_read: dict[tuple[str, str], set[str]] = {}
 
     def get(self, filename: str, timeout, uproot_options: dict):
         key = _signature(filename, timeout, uproot_options)
-        if key != self._key or self._file is None or self._file.closed:
+        file = getattr(self._local, "file", None)
+        if key != getattr(self._local, "key", None) or file is None or file.closed:
             self.release()
             # no array cache unless asked for: chunks never read the same entries twice
             options = {"array_cache": None, **uproot_options}
-            self._file = uproot.open({filename: None}, timeout=timeout, **options)
-            self._key = key
-        return self._file
+            self._local.file = uproot.open({filename: None}, timeout=timeout, **options)
+            self._local.key = key
+        return self._local.file
 
     def release(self) -> None:
-        if self._file is not None:
+        file = getattr(self._local, "file", None)
+        if file is not None:
             try:
-                self._file.close()
+                file.close()
             except Exception:  # noqa: BLE001 - a handle whose server died cannot always be closed
                 pass
-        self._key, self._file = None, None
+        self._local.key, self._local.file = None, None
 
     def forget(self) -> None:
-        """Release the file and the branches learnt (the end of a run)."""
+        """Release this thread's file and the branches learnt (the end of a run)."""
         self.release()
         self.branches_read.clear()
 

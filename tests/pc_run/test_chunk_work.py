@@ -1,0 +1,96 @@
+"""PocketCoffeaRunner: one open file per file's chunks, branches learnt then preloaded, same results."""
+from types import SimpleNamespace
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+from coffea import processor as coffea_processor
+
+import pc_run.chunk_work as chunk_work
+from pc_run.chunk_work import INPUT_FILE, PocketCoffeaRunner
+from pc_run.runner import NanoAODSchemaQuiet
+
+
+class MuonSum(coffea_processor.ProcessorABC):
+    def process(self, events):
+        if events.metadata.get("fail"):
+            raise RuntimeError("analysis bug")
+        return {"events": len(events), "muon_pt": float(ak.sum(ak.values_astype(events.Muon.pt, np.float64))), "chunks": 1}
+
+    def postprocess(self, accumulator):
+        return accumulator
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    """Count the files opened and record the preload passed to NanoEvents for each chunk."""
+    seen = {"opened": [], "preload": []}
+    real_open, real_from_root = uproot.open, chunk_work.NanoEventsFactory.from_root
+
+    def counting_open(*args, **kwargs):
+        seen["opened"].append(args[0])
+        return real_open(*args, **kwargs)
+
+    def recording_from_root(*args, preload=None, **kwargs):
+        seen["preload"].append(preload)
+        return real_from_root(*args, preload=preload, **kwargs)
+
+    monkeypatch.setattr(chunk_work, "uproot", SimpleNamespace(open=counting_open))  # chunk_work's opens only
+    monkeypatch.setattr(chunk_work.NanoEventsFactory, "from_root", recording_from_root)
+    yield seen
+    INPUT_FILE.forget()
+
+
+def _muon_pt_sum(path) -> float:
+    per_event = uproot.open(path)["Events"]["Muon_pt"].array(library="np")
+    return float(np.concatenate(list(per_event)).astype(np.float64).sum())
+
+
+def _run(files, chunksize, metadata=None):
+    runner = PocketCoffeaRunner(
+        executor=coffea_processor.IterativeExecutor(retries=0), chunksize=chunksize, schema=NanoAODSchemaQuiet,
+        metadata_cache={},  # coffea's shared cache would keep the metadata of an earlier test's fileset
+    )
+    fileset = {"DY": {"files": [str(f) for f in files], "treename": "Events", "metadata": metadata or {}}}
+    chunks = list(runner.preprocess(fileset, treename="Events"))
+    return runner.run(chunks, MuonSum(), treename="Events")["out"], chunks
+
+
+def test_chunks_of_a_file_share_one_open_file_and_later_chunks_preload(nanoaod_dir, spies):
+    files = [nanoaod_dir / "nano_dy.root", nanoaod_dir / "nano_dimuon.root"]
+    output, chunks = _run(files, chunksize=10)
+    expected_pt = sum(_muon_pt_sum(f) for f in files)
+    assert output["events"] == 80 and output["chunks"] == len(chunks) == 8
+    assert output["muon_pt"] == pytest.approx(expected_pt, rel=1e-12)
+    assert spies["opened"] == [{str(files[0]): None}, {str(files[1]): None}]  # one open per file, not per chunk
+    assert spies["preload"][0] is None  # the first chunk reads lazily and learns
+    assert all(callable(p) for p in spies["preload"][1:])
+    learnt = next(iter(INPUT_FILE.branches_read.values()))
+    assert {"Muon_pt", "nMuon"} <= learnt and "Jet_pt" not in learnt
+
+
+def test_a_rewritten_file_is_reopened(tmp_path, nanoaod_dir, spies):
+    copy = tmp_path / "dy.root"
+    copy.write_bytes((nanoaod_dir / "nano_dy.root").read_bytes())
+    _run([copy], chunksize=20)
+    assert len(spies["opened"]) == 1
+    copy.write_bytes((nanoaod_dir / "nano_dimuon.root").read_bytes())  # same path, other content
+    output, _ = _run([copy], chunksize=20)
+    assert len(spies["opened"]) == 2
+    assert output["muon_pt"] == pytest.approx(_muon_pt_sum(copy), rel=1e-12)
+
+
+def test_a_failing_chunk_drops_the_open_file_and_names_the_chunk(nanoaod_dir, spies):
+    with pytest.raises(Exception, match=r"Failed processing file: WorkItem\(dataset='DY', filename='[^']*nano_dy.root'"):
+        _run([nanoaod_dir / "nano_dy.root"], chunksize=20, metadata={"fail": True})
+    assert getattr(INPUT_FILE._local, "file", None) is None
+
+
+def test_a_missing_file_fails_like_coffea(tmp_path, spies):
+    missing = tmp_path / "missing.root"
+    item = coffea_processor.executor.WorkItem("DY", str(missing), "Events", 0, 10, b"", None)
+    with pytest.raises(Exception, match="Failed to open file: WorkItem"):
+        PocketCoffeaRunner._work_function(
+            "root", 60, NanoAODSchemaQuiet, False, False, item, MuonSum(), {}, {}, None, dict
+        )
