@@ -12,10 +12,12 @@ measures in one run:
 - the ratios against the targets (iterative >= 60% of raw read; futures -s 2 >= 1.7x
   iterative) and the peak resident memory of any process of each run.
 
-Each measurement is repeated (``--repeat``, interleaved) and the best is kept, as timeit
-does: on a shared machine the slow runs measure the neighbours, not the code.
+The measurements are repeated in rounds (``--repeat``; raw read, iterative, futures, one
+after the other). The machine's speed drifts by tens of percent over minutes on shared
+hardware, so the ratios are taken within each round and their median is the result; the
+best rate of each kind is printed too.
 
-    .venv/bin/python benchmarks/throughput.py [--events 1000000] [--files 4] [--repeat 3] [--keep DIR]
+    .venv/bin/python benchmarks/throughput.py [--events 1000000] [--files 4] [--repeat 5] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -159,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=4, help="files the events are spread over (default 4)")
-    parser.add_argument("--repeat", type=int, default=3, help="measurements of each kind; the best is kept (default 3)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of measurements (default 5)")
     parser.add_argument("--chunksize", type=int, help="chunk size of both runs (default: the run-options default)")
     parser.add_argument("--keep", help="folder to keep the input and outputs in (default: a temporary one)")
     args = parser.parse_args()
@@ -198,21 +201,24 @@ def main() -> None:
         chunks = runs["iterative"][0]["report"]["totals"]["chunks"]
         print(f"\ninput: {n_events} events in {len(data)} files ({chunks} chunks), {total_branches} branches, "
               f"{len(branches)} read by the demo analysis{', chunksize ' + str(args.chunksize) if args.chunksize else ''}")
-        print(f"best of {args.repeat} (all runs in brackets, events/s)")
+        print(f"{args.repeat} rounds (best, then every round in brackets; events/s)")
         raw_rate = max(raw_rates)
         print(f"uproot raw read + decompress of those {len(branches)} branches: {raw_rate:,.0f} events/s "
               f"[{', '.join(f'{r:,.0f}' for r in raw_rates)}]")
-        best = {}
+        rates = {label: [r["rate"] for r in results] for label, results in runs.items()}
         for label, results in runs.items():
             res = max(results, key=lambda r: r["rate"])
-            best[label] = res["rate"]
             peak = max(r["peak_mb"] for r in results)
-            every = ", ".join(f"{r['rate']:,.0f}" for r in results)
+            every = ", ".join(f"{rate:,.0f}" for rate in rates[label])
             print(f"{label:>13}: {res['rate']:,.0f} events/s processing, {n_events / res['wall']:,.0f} events/s whole command "
                   f"({res['wall']:.1f} s), peak RSS {peak:.0f} MB [{every}]")
-        iterative, futures = best["iterative"], best["futures -s 2"]
-        print(f"\niterative / raw read      = {iterative / raw_rate:.2f}   (target >= 0.60)")
-        print(f"futures -s 2 / iterative  = {futures / iterative:.2f}   (target >= 1.70)")
+        to_raw = [i / r for i, r in zip(rates["iterative"], raw_rates)]
+        scaling = [f / i for f, i in zip(rates["futures -s 2"], rates["iterative"])]
+        print("\nratios within each round: median [every round]")
+        print(f"iterative / raw read      = {statistics.median(to_raw):.2f}   (target >= 0.60) "
+              f"[{', '.join(f'{x:.2f}' for x in to_raw)}]")
+        print(f"futures -s 2 / iterative  = {statistics.median(scaling):.2f}   (target >= 1.70) "
+              f"[{', '.join(f'{x:.2f}' for x in scaling)}]")
         peak = max(r["peak_mb"] for results in runs.values() for r in results)
         print(f"peak memory per worker    = {peak:.0f} MB (target < 2048 MB)")
     finally:

@@ -13,7 +13,7 @@ from pc_core import Cut
 
 
 def _min_objects(events, params, **context):
-    return ak.sum(events[params["coll"]].pt > params["minpt"], axis=1) >= params["n"]
+    return ak.sum(events[params["coll"]]["pt"] > params["minpt"], axis=1) >= params["n"]
 
 
 def _trigger(events, params, **context):
@@ -55,12 +55,12 @@ def _n_bjets(events, params, **context):
 
 
 def _met(events, params, **context):
-    return ak.to_numpy(events.MET.pt) > params["min"]
+    return ak.to_numpy(events.MET["pt"]) > params["min"]
 
 
 def _min_leptons(events, params, **context):
-    n_muons = ak.sum(events.Muon.pt > params["minpt"], axis=1)
-    n_electrons = ak.sum(events.Electron.pt > params["minpt"], axis=1)
+    n_muons = ak.sum(events.Muon["pt"] > params["minpt"], axis=1)
+    n_electrons = ak.sum(events.Electron["pt"] > params["minpt"], axis=1)
     return (n_muons + n_electrons) >= params["n"]
 
 

@@ -1,11 +1,14 @@
 """Object definitions of the demo dilepton analysis (Z -> mumu, ee and ttbar -> 2l2nu).
 
 Written the way a throughput-minded analysis is: object masks are computed with numpy on
-the flat per-object values (``_flat``) and turned back into one jagged mask, the jet-lepton
-overlap removal uses ``pc_run.object_cleaning.not_near`` (flat numpy instead of a pairwise
-awkward table), and the dilepton system is computed from the two leading leptons with
-numpy, one value per event. Each awkward operation has a fixed cost of a few milliseconds
-per chunk, so doing a dozen comparisons on flat numpy arrays instead is most of the speed.
+the flat per-object values (``_flat``) and turned back into one jagged mask; the lepton
+collection is merged and sorted with numpy; the jet-lepton overlap removal uses
+``pc_run.object_cleaning.not_near`` (flat numpy instead of a pairwise awkward table); the
+dilepton system is computed from the two leading leptons with numpy, one value per event.
+Fields are read as ``collection["pt"]``: ``collection.pt`` on a NanoEvents collection goes
+through the vector library's dispatch (``.mass`` is even recomputed). Each awkward
+operation has a fixed cost of a few milliseconds per chunk, so doing a dozen comparisons
+on flat numpy arrays instead is most of the speed.
 """
 import awkward as ak
 import numpy as np
@@ -13,21 +16,6 @@ from coffea.nanoevents.methods import candidate
 
 from pc_run.object_cleaning import not_near
 from pc_run.processor import BaseProcessorABC
-
-
-def _as_leptons(collection):
-    """A common lepton record (muons and electrons have different fields)."""
-    return ak.zip(
-        {
-            "pt": collection.pt,
-            "eta": collection.eta,
-            "phi": collection.phi,
-            "mass": collection.mass,
-            "charge": collection.charge,
-        },
-        with_name="PtEtaPhiMCandidate",
-        behavior=candidate.behavior,
-    )
 
 
 def _flat(collection, field) -> np.ndarray:
@@ -38,6 +26,21 @@ def _flat(collection, field) -> np.ndarray:
 def _select(collection, mask: np.ndarray):
     """The objects of ``collection`` whose flat ``mask`` is True, per event."""
     return collection[ak.unflatten(mask, ak.num(collection, axis=1))]
+
+
+def _leptons(muons, electrons):
+    """Muons and electrons of each event in one collection, leading first.
+
+    Built from the flat values with numpy (a stable sort by event, then by decreasing pt),
+    so the result is a plain jagged array whose fields later flatten for free.
+    """
+    n_muons, n_electrons = ak.to_numpy(ak.num(muons, axis=1)), ak.to_numpy(ak.num(electrons, axis=1))
+    events = np.arange(len(n_muons))
+    event_of = np.concatenate([np.repeat(events, n_muons), np.repeat(events, n_electrons)])
+    values = {f: np.concatenate([_flat(muons, f), _flat(electrons, f)]) for f in ("pt", "eta", "phi", "mass", "charge")}
+    order = np.lexsort((-values["pt"], event_of))
+    leptons = ak.zip({f: v[order] for f, v in values.items()}, with_name="PtEtaPhiMCandidate", behavior=candidate.behavior)
+    return ak.unflatten(leptons, n_muons + n_electrons)
 
 
 def _leading_pair(leptons) -> dict[str, np.ndarray]:
@@ -90,8 +93,7 @@ class DileptonProcessor(BaseProcessorABC):
             & (np.abs(_flat(electrons, "eta")) < el["eta"])
             & (_flat(electrons, "cutBased") >= el["id"]),
         )
-        leptons = ak.concatenate([_as_leptons(events.MuonGood), _as_leptons(events.ElectronGood)], axis=1)
-        events["LeptonGood"] = leptons[ak.argsort(leptons.pt, ascending=False)]
+        events["LeptonGood"] = _leptons(events.MuonGood, events.ElectronGood)
 
         jets = events.Jet
         jt = cuts["Jet"]
@@ -118,5 +120,5 @@ class DileptonProcessor(BaseProcessorABC):
 
     def define_common_variables_after_presel(self, variation):
         events = self.events
-        events["met"] = events.MET.pt
-        events["JetGood_Ht"] = ak.sum(events.JetGood.pt, axis=1)
+        events["met"] = events.MET["pt"]
+        events["JetGood_Ht"] = ak.sum(events.JetGood["pt"], axis=1)

@@ -8,7 +8,7 @@ import uproot
 from coffea import processor as coffea_processor
 
 import pc_run.chunk_work as chunk_work
-from pc_run.chunk_work import INPUT_FILE, PocketCoffeaRunner
+from pc_run.chunk_work import INPUT_FILE, PocketCoffeaRunner, order_for_workers
 from pc_run.runner import NanoAODSchemaQuiet
 
 
@@ -94,3 +94,13 @@ def test_a_missing_file_fails_like_coffea(tmp_path, spies):
         PocketCoffeaRunner._work_function(
             "root", 60, NanoAODSchemaQuiet, False, False, item, MuonSum(), {}, {}, None, dict
         )
+
+
+def test_chunks_are_dealt_to_worker_lanes_by_file():
+    item = coffea_processor.executor.WorkItem
+    chunks = [item("D", f, "Events", start, start + 10, b"", None) for f in "ABCDE" for start in (0, 10)]
+    name = lambda ordered: [f"{c.filename}{c.entrystart // 10}" for c in ordered]  # noqa: E731
+    assert name(order_for_workers(chunks, 1)) == name(chunks)
+    # lane 0: A, C, E; lane 1: B, D; a free worker takes the next chunk of "its" file
+    assert name(order_for_workers(chunks, 2)) == ["A0", "B0", "A1", "B1", "C0", "D0", "C1", "D1", "E0", "E1"]
+    assert sorted(name(order_for_workers(chunks, 3))) == sorted(name(chunks))

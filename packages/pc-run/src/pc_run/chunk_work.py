@@ -16,6 +16,7 @@ messages included, so ``runner.py`` recognises read failures the same way.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import uuid
@@ -80,6 +81,29 @@ class OpenInputFile:
 # Per-process by nature (an open file cannot be shared between processes); run_fileset
 # releases it at the end of every run, and worker processes release it when they exit.
 INPUT_FILE = OpenInputFile()
+
+
+def order_for_workers(chunks: list, workers: int) -> list:
+    """The chunks in an order that hands each of ``workers`` workers whole files.
+
+    A pool gives the next chunk to whichever worker is free, in submission order. Files are
+    dealt to ``workers`` lanes (file i to lane i % workers) and the lanes are interleaved,
+    so with chunks of similar duration a worker's next chunk comes from the file it has
+    open (``OpenInputFile``) instead of every worker opening every file. One worker: the
+    chunks keep their order.
+    """
+    if workers <= 1:
+        return list(chunks)
+    by_file: dict[tuple[str, str], list] = {}
+    for chunk in chunks:
+        by_file.setdefault((chunk.dataset, chunk.filename), []).append(chunk)
+    lanes: list[list] = [[] for _ in range(workers)]
+    for index, file_chunks in enumerate(by_file.values()):
+        lanes[index % workers].extend(file_chunks)
+    ordered = []
+    for round_of_chunks in itertools.zip_longest(*lanes):
+        ordered.extend(chunk for chunk in round_of_chunks if chunk is not None)
+    return ordered
 
 
 def _metadata(item) -> dict:

@@ -24,7 +24,7 @@ from pc_core.errors import PocketCoffeaError
 from pc_core.read_errors import OTHER, classify_read_error, read_error_hint
 from pc_core.run_options import chunksize_for_sample
 
-from .chunk_work import INPUT_FILE, PocketCoffeaRunner
+from .chunk_work import INPUT_FILE, PocketCoffeaRunner, order_for_workers
 from .file_check import READ_FAILURES, check_file, is_read_failure, release_cached_xrootd_handles
 from .processor import finalise_output
 
@@ -182,7 +182,8 @@ def run_fileset(
     )
     start = time.perf_counter()
     try:
-        wrapped = runner.run(chunks, processor_instance, treename="Events")
+        ordered = order_for_workers(chunks, int(getattr(executor_instance, "workers", 1) or 1))
+        wrapped = runner.run(ordered, processor_instance, treename="Events")
     except Exception as exc:
         if skip_bad and isinstance(exc, ValueError) and "No chunks returned results" in str(exc):
             # coffea's way of saying that every chunk was dropped (only possible with skipbadfiles)
