@@ -13,11 +13,11 @@ measures in one run:
   iterative) and the peak resident memory of any process of each run.
 
 The measurements are repeated in rounds (``--repeat``; raw read, iterative, futures, one
-after the other). The machine's speed drifts by tens of percent over minutes on shared
-hardware, so the ratios are taken within each round and their median is the result; the
-best rate of each kind is printed too.
+after the other, in reversed order every other round). The machine's speed drifts by tens
+of percent over minutes on shared hardware, so the ratios are taken within each round and
+their median is the result; the best rate of each kind is printed too.
 
-    .venv/bin/python benchmarks/throughput.py [--events 1000000] [--files 4] [--repeat 5] [--keep DIR]
+    .venv/bin/python benchmarks/throughput.py [--events 1000000] [--files 4] [--repeat 6] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=4, help="files the events are spread over (default 4)")
-    parser.add_argument("--repeat", type=int, default=5, help="rounds of measurements (default 5)")
+    parser.add_argument("--repeat", type=int, default=6, help="rounds of measurements (default 6)")
     parser.add_argument("--chunksize", type=int, help="chunk size of both runs (default: the run-options default)")
     parser.add_argument("--keep", help="folder to keep the input and outputs in (default: a temporary one)")
     args = parser.parse_args()
@@ -187,15 +187,20 @@ def main() -> None:
         executors = {"iterative": ["-e", "iterative"], "futures -s 2": ["-e", "futures", "-s", "2"]}
         raw_rates: list[float] = []
         runs: dict[str, list[dict]] = {label: [] for label in executors}
-        for _ in range(args.repeat):  # interleaved, so that a slow spell of the machine hits every kind
-            raw_rates.append(raw_read_rate(data, branches))
-            for label, executor in executors.items():
-                outdir = work / f"out-{executor[1]}"
+        kinds = ["raw", *executors]
+        for round_index in range(args.repeat):
+            # every kind in each round, in reversed order every other round, so that neither a
+            # slow spell of the machine nor the position in the round favours one kind
+            for kind in kinds if round_index % 2 == 0 else reversed(kinds):
+                if kind == "raw":
+                    raw_rates.append(raw_read_rate(data, branches))
+                    continue
+                outdir = work / f"out-{executors[kind][1]}"
                 shutil.rmtree(outdir, ignore_errors=True)
-                result = run_demo(fileset, outdir, executor + chunking)
+                result = run_demo(fileset, outdir, executors[kind] + chunking)
                 totals = result["report"]["totals"]
                 result["rate"] = totals["events"] / totals["processing_seconds"]
-                runs[label].append(result)
+                runs[kind].append(result)
 
         total_branches = len(uproot.open(data[0])["Events"].keys())
         chunks = runs["iterative"][0]["report"]["totals"]["chunks"]

@@ -121,7 +121,8 @@ def _metadata(item) -> dict:
 
 
 class PocketCoffeaRunner(coffea_processor.Runner):
-    """``coffea.processor.Runner`` whose work function reuses the open input file."""
+    """``coffea.processor.Runner`` whose work function reuses the open input file and preloads
+    the branches learnt from earlier chunks (module docstring)."""
 
     @staticmethod
     def _work_function(
