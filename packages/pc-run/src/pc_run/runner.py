@@ -2,9 +2,10 @@
 
 ``run_fileset`` chunks the files with coffea's preprocessing (per-sample chunksize, chunk
 limit), names every file that could not be opened (``file_check``), runs the processor with
-the executor (coffea's Runner, reusing each open input file across its chunks: ``chunk_work``), and then compares the chunks that came back with the chunks that were sent: a
-chunk coffea dropped under ``skipbadfiles`` is reported as a skipped file with its reason,
-never silently lost.
+the executor (coffea's Runner, keeping input files open across their chunks and preloading
+the branches the analysis reads: ``chunk_work``), and then compares the chunks that came
+back with the chunks that were sent: a chunk coffea dropped under ``skipbadfiles`` is
+reported as a skipped file with its reason, never silently lost.
 """
 from __future__ import annotations
 
