@@ -9,6 +9,7 @@ reported as a skipped file with its reason, never silently lost.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
@@ -182,6 +183,10 @@ def run_fileset(
         schema=NanoAODSchemaQuiet,
     )
     start = time.perf_counter()
+    # Everything alive now (modules, the configuration) lives for the whole run: frozen, it is
+    # not rescanned by each full garbage collection (~80 ms each, ~5% of a run), and forked
+    # workers do not copy its pages when the collector would touch them.
+    gc.freeze()
     try:
         ordered = order_for_workers(chunks, int(getattr(executor_instance, "workers", 1) or 1))
         wrapped = runner.run(ordered, processor_instance, treename="Events")
@@ -194,6 +199,7 @@ def run_fileset(
         else:
             raise
     finally:
+        gc.unfreeze()
         INPUT_FILE.forget()
         release_cached_xrootd_handles()
     seconds = time.perf_counter() - start
