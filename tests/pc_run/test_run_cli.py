@@ -1,6 +1,7 @@
 """Every option of `pocket-coffea run`, through the command line."""
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -49,6 +50,7 @@ def test_test_mode_filters_limits_and_run_files(analysis_config, tmp_path):
     output = load_output(tmp_path / "output_all.coffea")
     assert set(output["cutflow"]["initial"]) == {DY, DATA}
     assert "Processing summary" in result.output
+    assert gc.get_freeze_count() == 0  # the run froze its start-up objects and let them go again
 
 
 def test_filter_datasets_limit_chunks_and_options_file(analysis_config, tmp_path):
@@ -121,6 +123,7 @@ def test_process_separately_groups_failure_and_resubmission(nanoaod_dir, tmp_pat
     report = json.loads((out / "processing_report.json").read_text())
     assert report["groups"]["dy"]["status"] == "failed" and "fails on purpose" in report["groups"]["dy"]["error"]
     assert "fails on purpose" in (out / "run.log").read_text()
+    assert gc.get_freeze_count() == 0  # a failing group unfreezes too
 
     # --resubmit-failed needs -ps
     result = invoke_run([*base, "--resubmit-failed"])

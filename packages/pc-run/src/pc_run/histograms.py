@@ -182,9 +182,9 @@ def fill_histogram(
             continue
         events = entries.event_index[selected]
         bins = entries.bins[selected]
+        first_of_category = cat_axis.index(category) * n_variations
         for variation, weight in weights_by_variation.items():
-            offset = (cat_axis.index(category) * n_variations + variation_axis.index(variation)) * block
-            flat_bins.append(bins + offset)
+            flat_bins.append(bins + (first_of_category + variation_axis.index(variation)) * block)
             entry_weights.append(np.ones(len(events)) if weight is None else weight[events])
     if not flat_bins:
         return
