@@ -157,6 +157,7 @@ def rucio_catalog(rucio_settings, xrootd_sites, flaky_site, nanoaod_dir) -> Cata
 
     for short, (container, kind, entries) in layout.items():
         files: list[CatalogFile] = []
+        file_specs: list[FileSpec] = []
         for i, (fname, sites, with_events) in enumerate(entries):
             local = nanoaod_dir / fname
             data = local.read_bytes()
@@ -166,12 +167,11 @@ def rucio_catalog(rucio_settings, xrootd_sites, flaky_site, nanoaod_dir) -> Cata
             for site in sites:
                 _xrdcp(local, f"root://127.0.0.1:{ports[site]}/{lfn}")
             files.append(CatalogFile(lfn, local, events, len(data), sites))
-        blocks = {f"{container}#b1": files[:2], f"{container}#b2": files[2:]} if len(files) > 2 else {f"{container}#b1": files}
-        specs = {
-            block: [FileSpec(f.lfn, f.bytes, "%08x" % zlib.adler32(f.local.read_bytes()),
-                             f.events if entries[files.index(f)][2] else None) for f in fs]
-            for block, fs in blocks.items() if fs
-        }
+            file_specs.append(FileSpec(lfn, len(data), "%08x" % zlib.adler32(data), events if with_events else None))
+        # the first two files in one block, the rest in a second
+        specs = {f"{container}#b1": file_specs[:2]}
+        if len(file_specs) > 2:
+            specs[f"{container}#b2"] = file_specs[2:]
         register_container(client, container, specs, {f.lfn: f.sites for f in files})
         catalog.containers[short] = files
         catalog.das[short] = container
