@@ -24,20 +24,25 @@ class MuonSum(coffea_processor.ProcessorABC):
 
 @pytest.fixture
 def spies(monkeypatch):
-    """Count the files opened and record the preload passed to NanoEvents for each chunk."""
-    seen = {"opened": [], "preload": []}
-    real_open, real_from_root = uproot.open, chunk_work.NanoEventsFactory.from_root
+    """Count the files opened and the trees parsed, and record the preload of each chunk."""
+    seen = {"opened": [], "parsed": [], "preload": []}
+    real_open, real_of, real_events = uproot.open, chunk_work.TreeLayout.of, chunk_work.TreeLayout.events
 
     def counting_open(*args, **kwargs):
         seen["opened"].append(args[0])
         return real_open(*args, **kwargs)
 
-    def recording_from_root(*args, preload=None, **kwargs):
+    def counting_of(file, treename, iteritems_options):
+        seen["parsed"].append((file.file_path, treename))
+        return real_of(file, treename, iteritems_options)
+
+    def recording_events(self, item, schema, metadata, uproot_options, preload, *args):
         seen["preload"].append(preload)
-        return real_from_root(*args, preload=preload, **kwargs)
+        return real_events(self, item, schema, metadata, uproot_options, preload, *args)
 
     monkeypatch.setattr(chunk_work, "uproot", SimpleNamespace(open=counting_open))  # chunk_work's opens only
-    monkeypatch.setattr(chunk_work.NanoEventsFactory, "from_root", recording_from_root)
+    monkeypatch.setattr(chunk_work.TreeLayout, "of", counting_of)
+    monkeypatch.setattr(chunk_work.TreeLayout, "events", recording_events)
     yield seen
     INPUT_FILE.forget()
 
@@ -64,6 +69,7 @@ def test_chunks_of_a_file_share_one_open_file_and_later_chunks_preload(nanoaod_d
     assert output["events"] == 80 and output["chunks"] == len(chunks) == 8
     assert output["muon_pt"] == pytest.approx(expected_pt, rel=1e-12)
     assert spies["opened"] == [{str(files[0]): None}, {str(files[1]): None}]  # one open per file, not per chunk
+    assert spies["parsed"] == [(str(files[0]), "Events"), (str(files[1]), "Events")]  # one tree layout per file
     assert spies["preload"][0] is None  # the first chunk reads lazily and learns
     assert all(callable(p) for p in spies["preload"][1:])
     learnt = next(iter(INPUT_FILE.branches_read.values()))
@@ -77,7 +83,7 @@ def test_a_rewritten_file_is_reopened(tmp_path, nanoaod_dir, spies):
     assert len(spies["opened"]) == 1
     copy.write_bytes((nanoaod_dir / "nano_dimuon.root").read_bytes())  # same path, other content
     output, _ = _run([copy], chunksize=20)
-    assert len(spies["opened"]) == 2
+    assert len(spies["opened"]) == len(spies["parsed"]) == 2  # the new content's tree is parsed anew
     assert output["muon_pt"] == pytest.approx(_muon_pt_sum(copy), rel=1e-12)
 
 
@@ -85,6 +91,7 @@ def test_a_failing_chunk_drops_the_open_file_and_names_the_chunk(nanoaod_dir, sp
     with pytest.raises(Exception, match=r"Failed processing file: WorkItem\(dataset='DY', filename='[^']*nano_dy.root'"):
         _run([nanoaod_dir / "nano_dy.root"], chunksize=20, metadata={"fail": True})
     assert getattr(INPUT_FILE._local, "file", None) is None
+    assert INPUT_FILE._local.trees == {}
 
 
 def test_a_missing_file_fails_like_coffea(tmp_path, spies):

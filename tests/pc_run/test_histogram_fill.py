@@ -11,7 +11,7 @@ import pytest
 
 from pc_core.errors import ConfigError
 from pc_core.histograms import Axis, HistConf
-from pc_run.histograms import NOMINAL, HistEntries, book_histogram, fill_histogram
+from pc_run.histograms import NOMINAL, HistEntries, Selection, book_histogram, fill_histogram
 
 CATEGORIES = ["all", "low", "high"]
 VARIATIONS = [NOMINAL, "wUp", "wDown"]
@@ -84,7 +84,7 @@ def test_one_pass_fill_equals_hist_fill(name):
 
     ours = book_histogram(conf, CATEGORIES, VARIATIONS)
     entries = HistEntries.extract(events, conf, name, list(ours.axes)[2:])
-    selections = [(c, masks[c], {v: weights[v] for v in VARIATIONS}) for c in CATEGORIES]
+    selections = [(c, Selection(masks[c], weights)) for c in CATEGORIES]
     fill_histogram(ours, entries, selections)
     fill_histogram(ours, entries, selections)  # filling adds, like hist.fill
 
@@ -103,7 +103,9 @@ def test_unit_weights_and_empty_selection():
     histogram = book_histogram(conf, CATEGORIES, [NOMINAL])
     entries = HistEntries.extract(events, conf, "integer", list(histogram.axes)[2:])
     none = np.zeros(len(events), dtype=bool)
-    fill_histogram(histogram, entries, [("all", np.ones(len(events), dtype=bool), {NOMINAL: None}), ("low", none, {NOMINAL: None})])
+    unit = {NOMINAL: np.full(len(events), 7.0)}  # ignored: the histogram is unweighted
+    selections = [("all", Selection(np.ones(len(events), dtype=bool), unit)), ("low", Selection(none, unit))]
+    fill_histogram(histogram, entries, selections, weighted=False)
     counts = np.bincount(np.minimum(ak.to_numpy(events.nobj), 3), minlength=4)  # 3 and 4 go to overflow
     assert histogram[{"cat": "all", "variation": NOMINAL}].values(flow=True).tolist() == [0, *counts[:3], counts[3]]
     assert histogram[{"cat": "all", "variation": NOMINAL}].variances(flow=True).tolist() == [0, *counts[:3], counts[3]]

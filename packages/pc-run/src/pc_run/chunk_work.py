@@ -2,10 +2,11 @@
 branches the analysis reads fetched in one go.
 
 coffea's work function opens the input file, parses its TTree (every TBranch, in Python)
-and closes it again for every chunk. That parse costs ~0.1 s for a 170-branch tree and far
-more for a production NanoAOD with ~1,500 branches, every chunk. ``PocketCoffeaRunner``
-keeps the last file a process opened (``OpenInputFile``) and reuses it while the next chunk
-comes from the same, unchanged file.
+and closes it again for every chunk, then derives the NanoEvents form from every branch's
+interpretation. That costs ~0.1 s for a 170-branch tree and far more for a production
+NanoAOD with ~1,500 branches, every chunk. ``PocketCoffeaRunner`` keeps the last file a
+process opened (``OpenInputFile``), with its trees and their forms (``TreeLayout``), and
+reuses them while the next chunk comes from the same, unchanged file.
 
 NanoEvents reads each branch lazily, one uproot call per branch when the analysis first
 touches it. The process remembers which branches the analysis touched in its earlier chunks
@@ -17,15 +18,18 @@ messages included, so ``runner.py`` recognises read failures the same way.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 import uuid
+from dataclasses import dataclass
 
 import cloudpickle
 import lz4.frame as lz4f
 import uproot
 from coffea import processor as coffea_processor
 from coffea.nanoevents import NanoEventsFactory, schemas
+from coffea.nanoevents.mapping.uproot import TrivialUprootOpener, UprootSourceMapping
 
 
 def _signature(filename: str, timeout, uproot_options: dict) -> tuple:
@@ -36,6 +40,59 @@ def _signature(filename: str, timeout, uproot_options: dict) -> tuple:
     except OSError:  # a URL (root://, https://): storage files are immutable once written
         identity = None
     return (filename, identity, timeout, repr(sorted(uproot_options.items())))
+
+
+@dataclass(frozen=True)
+class TreeLayout:
+    """What NanoEvents needs of a TTree besides its data, the same for every chunk of it."""
+
+    tree: object
+    typenames: dict
+    base_form_json: str  # coffea's base form; every chunk gets its own copy (the schema edits it)
+
+    @classmethod
+    def of(cls, file, treename: str, iteritems_options: dict) -> TreeLayout:
+        tree = file[treename]
+        base_form = UprootSourceMapping._extract_base_form(tree, iteritems_options=iteritems_options)
+        return cls(tree, tree.typenames(), json.dumps(base_form))
+
+    def events(self, item, schema, metadata: dict, uproot_options: dict, preload, access_log: list, buffer_cache):
+        """The chunk's NanoEvents (virtual), built as ``NanoEventsFactory.from_root`` builds them."""
+        tree = self.tree
+        start, stop = max(item.entrystart, 0), min(item.entrystop, tree.num_entries)
+        partition_key = (str(tree.file.uuid), tree.object_path, f"{start}-{stop}")
+        preloaded = None
+        if preload is not None:
+            arrays = tree.arrays(filter_branch=preload, entry_start=start, entry_stop=stop, ak_add_doc=True, how=dict)
+            preloaded = {name: _OnlySliceableAs(array, slice(start, stop)) for name, array in arrays.items()}
+        mapping = UprootSourceMapping(
+            TrivialUprootOpener({partition_key[0]: tree.file.file_path}, uproot_options),
+            start,
+            stop,
+            cache={},
+            access_log=access_log,
+            file_handle=tree.file,
+            use_ak_forth=True,
+            virtual=True,
+            preloaded_arrays=preloaded,
+            buffer_cache=buffer_cache,
+        )
+        mapping.preload_column_source(partition_key[0], partition_key[1], tree)
+        base_form = json.loads(self.base_form_json)
+        base_form["typenames"] = self.typenames
+        return NanoEventsFactory._from_mapping(mapping, partition_key, base_form, schema, metadata, mode="virtual").events()
+
+
+class _OnlySliceableAs:
+    """A preloaded branch, which coffea's mapping slices with the chunk's entry range."""
+
+    def __init__(self, array, entries: slice):
+        self._array, self._entries = array, entries
+
+    def __getitem__(self, entries):
+        if entries != self._entries:
+            raise RuntimeError(f"preloaded branch sliced with {entries}, expected {self._entries}")
+        return self._array
 
 
 class OpenInputFile:
@@ -63,6 +120,14 @@ class OpenInputFile:
             self._local.key = key
         return self._local.file
 
+    def tree(self, treename: str, iteritems_options: dict) -> TreeLayout:
+        """The layout of ``treename`` in the file ``get`` returned last, parsed once per file."""
+        trees = self._local.__dict__.setdefault("trees", {})
+        key = (treename, repr(sorted(iteritems_options.items())))
+        if key not in trees:
+            trees[key] = TreeLayout.of(self._local.file, treename, iteritems_options)
+        return trees[key]
+
     def release(self) -> None:
         file = getattr(self._local, "file", None)
         if file is not None:
@@ -70,7 +135,7 @@ class OpenInputFile:
                 file.close()
             except Exception:  # noqa: BLE001 - a handle whose server died cannot always be closed
                 pass
-        self._local.key, self._local.file = None, None
+        self._local.key, self._local.file, self._local.trees = None, None, {}
 
     def forget(self) -> None:
         """Release this thread's file and the branches learnt (the end of a run)."""
@@ -152,7 +217,7 @@ class PocketCoffeaRunner(coffea_processor.Runner):
         if not issubclass(schema, schemas.BaseSchema):
             raise ValueError(f"Expected schema to derive from nanoevents.BaseSchema, instead got {schema!r}")
         try:
-            file = INPUT_FILE.get(item.filename, timeout, uproot_options)
+            INPUT_FILE.get(item.filename, timeout, uproot_options)
         except Exception as e:
             INPUT_FILE.release()
             raise Exception(f"Failed to open file: {item!r}. The error was: {e!r}.") from e
@@ -165,19 +230,8 @@ class PocketCoffeaRunner(coffea_processor.Runner):
         accessed: list = []
         try:
             try:
-                events = NanoEventsFactory.from_root(
-                    file=file,
-                    treepath=item.treename,
-                    schemaclass=schema,
-                    metadata=_metadata(item),
-                    mode="virtual",
-                    entry_start=item.entrystart,
-                    entry_stop=item.entrystop,
-                    iteritems_options=iteritems_options,
-                    access_log=accessed,
-                    preload=preload,
-                    buffer_cache=cache_function(),
-                ).events()
+                layout = INPUT_FILE.tree(item.treename, iteritems_options)
+                events = layout.events(item, schema, _metadata(item), uproot_options, preload, accessed, cache_function())
             except Exception as e:
                 raise Exception(f"Failed creating nanoevents: {item!r}. The error was: {e!r}.") from e
             try:

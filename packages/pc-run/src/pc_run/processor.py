@@ -32,7 +32,7 @@ from coffea import processor
 
 from pc_core.errors import ConfigError
 
-from .histograms import NOMINAL, HistEntries, book_histogram, fill_histogram
+from .histograms import NOMINAL, HistEntries, Selection, book_histogram, fill_histogram
 from .skimmed_files import export_skimmed_chunk
 from .weights_store import WeightsStore
 
@@ -198,7 +198,7 @@ class BaseProcessorABC(processor.ProcessorABC):
 
         # --- skim
         skim_mask = self._and_of_cuts(self.cfg.skim, events, "skim", {})
-        self.events = events[skim_mask] if n_initial else events
+        self.events = events[skim_mask] if n_initial and not skim_mask.all() else events
         output["cutflow"]["skim"][dataset] = int(len(self.events))
         if self.save_skimmed_files:
             export_skimmed_chunk(self, skim_mask, output)
@@ -212,6 +212,7 @@ class BaseProcessorABC(processor.ProcessorABC):
                 names += cat_names
             for name in dict.fromkeys(names):
                 variations += [f"{name}Up", f"{name}Down"]
+        self._variations = variations
         self._book_histograms(output, variations)
         if len(self.events) == 0:
             return output
@@ -275,6 +276,16 @@ class BaseProcessorABC(processor.ProcessorABC):
     def _fill_histograms(self, output: dict[str, Any]) -> None:
         dataset = self._dataset
         fields: dict = {}  # each event field read once for all histograms
+        selections: dict[tuple[str, str], Selection] = {}  # each (sample, category) selected once
+
+        def selection(sample: str, category: str) -> Selection:
+            if (sample, category) not in selections:
+                selections[sample, category] = Selection(
+                    self._category_masks[category] & self._sample_masks[sample],
+                    self.weights.by_variation(category, self._variations),
+                )
+            return selections[sample, category]
+
         for name, conf in self._variables.items():
             by_sample = output["variables"].get(name)
             if not by_sample:
@@ -283,19 +294,11 @@ class BaseProcessorABC(processor.ProcessorABC):
             # every sample's histogram of one spec has the same axes: bin the entries once
             entries = HistEntries.extract(self.events, conf, name, list(histograms[0].axes)[2:], fields)
             for sample, histogram in zip(by_sample, histograms):
-                variations = list(histogram.axes["variation"])
-                sample_mask = self._sample_masks[sample]
                 fill_histogram(
                     histogram,
                     entries,
-                    (
-                        (
-                            category,
-                            self._category_masks[category] & sample_mask,
-                            {NOMINAL: None} if conf.no_weights else self.weights.by_variation(category, variations),
-                        )
-                        for category in histogram.axes["cat"]
-                    ),
+                    ((category, selection(sample, category)) for category in histogram.axes["cat"]),
+                    weighted=not conf.no_weights,
                 )
 
     def _fill_columns(self, output: dict[str, Any]) -> None:
