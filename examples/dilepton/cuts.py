@@ -10,10 +10,17 @@ import awkward as ak
 import numpy as np
 
 from pc_core import Cut
+from pc_run.flat_objects import FlatObjects
+
+
+def _n_above(collection, minpt: float) -> np.ndarray:
+    """Per event, the number of objects with pt above ``minpt``."""
+    objects = FlatObjects(collection)
+    return np.bincount(objects.event_index[objects["pt"] > minpt], minlength=len(objects.counts))
 
 
 def _min_objects(events, params, **context):
-    return ak.sum(events[params["coll"]]["pt"] > params["minpt"], axis=1) >= params["n"]
+    return _n_above(events[params["coll"]], params["minpt"]) >= params["n"]
 
 
 def _trigger(events, params, **context):
@@ -59,9 +66,7 @@ def _met(events, params, **context):
 
 
 def _min_leptons(events, params, **context):
-    n_muons = ak.sum(events.Muon["pt"] > params["minpt"], axis=1)
-    n_electrons = ak.sum(events.Electron["pt"] > params["minpt"], axis=1)
-    return (n_muons + n_electrons) >= params["n"]
+    return (_n_above(events.Muon, params["minpt"]) + _n_above(events.Electron, params["minpt"])) >= params["n"]
 
 
 def nObj_min(n: int, minpt: float, coll: str) -> Cut:

@@ -1,58 +1,48 @@
 """Object definitions of the demo dilepton analysis (Z -> mumu, ee and ttbar -> 2l2nu).
 
-Written the way a throughput-minded analysis is: object masks are computed with numpy on
-the flat per-object values (``_flat``) and turned back into one jagged mask; the lepton
-collection is merged and sorted with numpy; the jet-lepton overlap removal uses
-``pc_run.object_cleaning.not_near`` (flat numpy instead of a pairwise awkward table); the
+Written the way a throughput-minded analysis is: each collection is read as flat numpy
+columns once (``pc_run.flat_objects.FlatObjects``), the object selections are numpy
+comparisons on those, and ``select`` turns a flat mask into the selected collection; the
+lepton collection is merged and sorted with numpy; the jet-lepton overlap removal uses
+``pc_run.object_cleaning.near_any`` (flat numpy instead of a pairwise awkward table); the
 dilepton system is computed from the two leading leptons with numpy, one value per event.
-Fields are read as ``collection["pt"]``: ``collection.pt`` on a NanoEvents collection goes
-through the vector library's dispatch (``.mass`` is even recomputed). Each awkward
-operation has a fixed cost of a few milliseconds per chunk, so doing a dozen comparisons
-on flat numpy arrays instead is most of the speed.
+Each awkward operation has a fixed cost of a few milliseconds per chunk, so doing the
+dozens of comparisons on flat numpy arrays instead is most of the speed.
 """
 import awkward as ak
 import numpy as np
 from coffea.nanoevents.methods import candidate
 
-from pc_run.object_cleaning import not_near
+from pc_run.flat_objects import FlatObjects
+from pc_run.object_cleaning import near_any
 from pc_run.processor import BaseProcessorABC
 
-
-def _flat(collection, field) -> np.ndarray:
-    """One value per object of the chunk, as numpy."""
-    return ak.to_numpy(ak.flatten(collection[field], axis=1))
+LEPTON_FIELDS = ("pt", "eta", "phi", "mass", "charge")
 
 
-def _select(collection, mask: np.ndarray):
-    """The objects of ``collection`` whose flat ``mask`` is True, per event."""
-    return collection[ak.unflatten(mask, ak.num(collection, axis=1))]
-
-
-def _leptons(muons, electrons):
+def _leptons(muons: FlatObjects, electrons: FlatObjects):
     """Muons and electrons of each event in one collection, leading first.
 
     Built from the flat values with numpy (a stable sort by event, then by decreasing pt),
     so the result is a plain jagged array whose fields later flatten for free.
     """
-    n_muons, n_electrons = ak.to_numpy(ak.num(muons, axis=1)), ak.to_numpy(ak.num(electrons, axis=1))
-    events = np.arange(len(n_muons))
-    event_of = np.concatenate([np.repeat(events, n_muons), np.repeat(events, n_electrons)])
-    values = {f: np.concatenate([_flat(muons, f), _flat(electrons, f)]) for f in ("pt", "eta", "phi", "mass", "charge")}
+    event_of = np.concatenate([muons.event_index, electrons.event_index])
+    values = {f: np.concatenate([muons[f], electrons[f]]) for f in LEPTON_FIELDS}
     order = np.lexsort((-values["pt"], event_of))
     leptons = ak.zip({f: v[order] for f, v in values.items()}, with_name="PtEtaPhiMCandidate", behavior=candidate.behavior)
-    return ak.unflatten(leptons, n_muons + n_electrons)
+    return ak.unflatten(leptons, muons.counts + electrons.counts)
 
 
-def _leading_pair(leptons) -> dict[str, np.ndarray]:
+def _leading_pair(leptons: FlatObjects) -> dict[str, np.ndarray]:
     """Mass, pt and charge of the system of the two leading leptons, read from the flat lepton
     values through the offsets; NaN (mass, pt) and 0 (charge) in events with fewer than two."""
-    counts = ak.to_numpy(ak.num(leptons, axis=1))
+    counts = leptons.counts
     first = np.cumsum(counts) - counts
     has_two = counts >= 2
     pairs = np.stack([np.where(has_two, first, 0), np.where(has_two, first + 1, 0)], axis=1)
 
     def column(field):
-        values = _flat(leptons, field).astype(np.float64)
+        values = leptons[field].astype(np.float64)
         return values[pairs] if len(values) else np.zeros(pairs.shape)
 
     pt, eta, phi, mass = (column(f) for f in ("pt", "eta", "phi", "mass"))
@@ -61,7 +51,7 @@ def _leading_pair(leptons) -> dict[str, np.ndarray]:
     sum_px, sum_py, sum_pz, sum_e = (a[:, 0] + a[:, 1] for a in (px, py, pz, energy))
     nan = np.full(len(counts), np.nan)
     leading = nan.copy()
-    leading[counts >= 1] = _flat(leptons, "pt")[first[counts >= 1]]
+    leading[counts >= 1] = leptons["pt"][first[counts >= 1]]
     return {
         "mass": np.where(has_two, np.sqrt(np.maximum(sum_e**2 - sum_px**2 - sum_py**2 - sum_pz**2, 0.0)), nan),
         "pt": np.where(has_two, np.hypot(sum_px, sum_py), nan),
@@ -76,34 +66,28 @@ class DileptonProcessor(BaseProcessorABC):
     def apply_object_preselection(self, variation):
         cuts = self.params["object_preselection"]
         events = self.events
-        muons = events.Muon
-        mu = cuts["Muon"]
-        events["MuonGood"] = _select(
-            muons,
-            (_flat(muons, "pt") > mu["pt"])
-            & (np.abs(_flat(muons, "eta")) < mu["eta"])
-            & _flat(muons, "tightId")
-            & (_flat(muons, "pfRelIso04_all") < mu["iso"]),
+        muons, mu = FlatObjects(events.Muon), cuts["Muon"]
+        good_muons = muons.select(
+            (muons["pt"] > mu["pt"])
+            & (np.abs(muons["eta"]) < mu["eta"])
+            & muons["tightId"]
+            & (muons["pfRelIso04_all"] < mu["iso"])
         )
-        electrons = events.Electron
-        el = cuts["Electron"]
-        events["ElectronGood"] = _select(
-            electrons,
-            (_flat(electrons, "pt") > el["pt"])
-            & (np.abs(_flat(electrons, "eta")) < el["eta"])
-            & (_flat(electrons, "cutBased") >= el["id"]),
+        electrons, el = FlatObjects(events.Electron), cuts["Electron"]
+        good_electrons = electrons.select(
+            (electrons["pt"] > el["pt"]) & (np.abs(electrons["eta"]) < el["eta"]) & (electrons["cutBased"] >= el["id"])
         )
-        events["LeptonGood"] = _leptons(events.MuonGood, events.ElectronGood)
+        leptons = _leptons(FlatObjects(good_muons), FlatObjects(good_electrons))
 
-        jets = events.Jet
-        jt = cuts["Jet"]
-        jets = _select(
-            jets,
-            (_flat(jets, "pt") > jt["pt"]) & (np.abs(_flat(jets, "eta")) < jt["eta"]) & (_flat(jets, "jetId") >= jt["jetId"]),
-        )
+        jets, jt = FlatObjects(events.Jet), cuts["Jet"]
+        jets = FlatObjects(jets.select((jets["pt"] > jt["pt"]) & (np.abs(jets["eta"]) < jt["eta"]) & (jets["jetId"] >= jt["jetId"])))
         # jets overlapping a selected lepton are the lepton itself
-        events["JetGood"] = jets[not_near(jets, events.LeptonGood, jt["dr_lepton"])]
-        events["BJetGood"] = _select(events.JetGood, _flat(events.JetGood, "btagDeepFlavB") > cuts["btag_wp"])
+        good_jets = FlatObjects(jets.select(~near_any(jets, FlatObjects(leptons), jt["dr_lepton"])))
+        events["MuonGood"] = good_muons
+        events["ElectronGood"] = good_electrons
+        events["LeptonGood"] = leptons
+        events["JetGood"] = good_jets.collection
+        events["BJetGood"] = good_jets.select(good_jets["btagDeepFlavB"] > cuts["btag_wp"])
 
     def count_objects(self, variation):
         events = self.events
@@ -112,7 +96,7 @@ class DileptonProcessor(BaseProcessorABC):
 
     def define_common_variables_before_presel(self, variation):
         events = self.events
-        pair = _leading_pair(events.LeptonGood)
+        pair = _leading_pair(FlatObjects(events.LeptonGood))
         events["mll"] = pair["mass"]
         events["ptll"] = pair["pt"]
         events["charge_ll"] = pair["charge"]

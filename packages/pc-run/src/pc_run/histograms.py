@@ -17,6 +17,8 @@ import numpy as np
 from pc_core.errors import ConfigError
 from pc_core.histograms import Axis, HistConf
 
+from .flat_objects import FlatObjects
+
 CATEGORY_AXIS = "cat"
 VARIATION_AXIS = "variation"
 NOMINAL = "nominal"
@@ -56,24 +58,32 @@ class AxisValues:
     counts: np.ndarray | None = None
 
     @classmethod
-    def read(cls, events, axis: Axis, hist_name: str) -> AxisValues:
+    def read(cls, events, axis: Axis, hist_name: str, collections: dict | None = None) -> AxisValues:
+        """``collections`` caches each collection's ``FlatObjects`` across the axes of a chunk."""
+        where = axis.field if axis.coll == "events" else f"{axis.coll}.{axis.field}"
         try:
-            array = events[axis.field] if axis.coll == "events" else events[axis.coll][axis.field]
+            flat = None if axis.coll == "events" else _flat_field(events, axis.coll, axis.field, collections)
+            array = None if flat is not None else (
+                events[axis.field] if axis.coll == "events" else events[axis.coll][axis.field]
+            )
         except (LookupError, AttributeError, ValueError) as exc:
-            where = axis.field if axis.coll == "events" else f"{axis.coll}.{axis.field}"
             raise ConfigError(
                 f"histogram {hist_name!r}: axis {axis.name!r} needs the field {where!r}, which the events do not have "
                 f"({type(exc).__name__}: {exc}); define it in the workflow (e.g. in define_common_variables_after_presel)"
             ) from None
-        if isinstance(array, np.ndarray) or array.ndim == 1:
+        if flat is None and (isinstance(array, np.ndarray) or array.ndim == 1):
             if axis.pos is not None:
                 raise ConfigError(
-                    f"histogram {hist_name!r}: axis {axis.name!r} sets pos={axis.pos} but {axis.coll}.{axis.field} "
+                    f"histogram {hist_name!r}: axis {axis.name!r} sets pos={axis.pos} but {where} "
                     "is one value per event, not a collection"
                 )
             return cls(*_to_numpy(array))
-        counts = ak.to_numpy(ak.num(array, axis=1))
-        values, valid = _to_numpy(ak.flatten(array, axis=1))
+        if flat is not None:
+            values, counts = flat
+            valid = np.ones(len(values), dtype=bool)
+        else:
+            counts = ak.to_numpy(ak.num(array, axis=1))
+            values, valid = _to_numpy(ak.flatten(array, axis=1))
         if axis.pos is None:
             return cls(values, valid, counts)
         # the pos-th object of each event, read from the flat values through the offsets
@@ -82,6 +92,22 @@ class AxisValues:
         if len(values) == 0:
             return cls(np.zeros(len(counts), dtype=values.dtype), np.zeros(len(counts), dtype=bool))
         return cls(values[index], has_object & valid[index])
+
+
+def _flat_field(events, coll: str, field: str, collections: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Values and per-event counts of ``coll.field`` through the collection's ``FlatObjects``;
+    None when the collection is not jagged or the field is not one number per object."""
+    collections = {} if collections is None else collections
+    if coll not in collections:
+        collection = events[coll]
+        collections[coll] = FlatObjects(collection) if collection.ndim == 2 and collection.fields else None
+    objects = collections[coll]
+    if objects is None:
+        return None
+    try:
+        return objects[field], objects.counts
+    except (TypeError, ValueError):  # nested or optional values: awkward's own path handles them
+        return None
 
 
 def _to_numpy(array) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +152,7 @@ class HistEntries:
         for axis in conf.axes:
             key = (axis.coll, axis.field, axis.pos)
             if key not in fields:
-                fields[key] = AxisValues.read(events, axis, hist_name)
+                fields[key] = AxisValues.read(events, axis, hist_name, fields.setdefault("collections", {}))
             columns.append(fields[key])
         per_object = [c.counts for c in columns if c.counts is not None]
         event_index = None
