@@ -17,6 +17,7 @@ messages included, so ``runner.py`` recognises read failures the same way.
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
@@ -146,6 +147,14 @@ class OpenInputFile:
 # Per-process by nature (an open file cannot be shared between processes); run_fileset
 # releases it at the end of every run, and worker processes release it when they exit.
 INPUT_FILE = OpenInputFile()
+
+
+def import_chunk_modules(schema) -> None:
+    """Import what a process's first chunk would otherwise import lazily: the schema's
+    behaviour modules and ``numpy.ma`` (awkward's ``from_numpy`` needs it). Done once in the
+    main process, before forked workers would each spend the time on their first chunk."""
+    schema.behavior()
+    importlib.import_module("numpy.ma")
 
 
 def order_for_workers(chunks: list, workers: int) -> list:

@@ -26,7 +26,7 @@ from pc_core.errors import PocketCoffeaError
 from pc_core.read_errors import OTHER, classify_read_error, read_error_hint
 from pc_core.run_options import chunksize_for_sample
 
-from .chunk_work import INPUT_FILE, PocketCoffeaRunner, order_for_workers
+from .chunk_work import INPUT_FILE, PocketCoffeaRunner, import_chunk_modules, order_for_workers
 from .file_check import READ_FAILURES, check_file, is_read_failure, release_cached_xrootd_handles
 from .processor import finalise_output
 
@@ -182,6 +182,7 @@ def run_fileset(
         skipbadfiles=READ_FAILURES if skip_bad else False,
         schema=NanoAODSchemaQuiet,
     )
+    import_chunk_modules(NanoAODSchemaQuiet)
     start = time.perf_counter()
     # Everything alive now (modules, the configuration) lives for the whole run: frozen, it is
     # not rescanned by each full garbage collection (~80 ms each, ~5% of a run), and forked
