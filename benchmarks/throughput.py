@@ -6,13 +6,14 @@ clusters, like production NanoAOD) as a dataset of a few files in a temporary fo
 measures in one run:
 
 - uproot alone reading and decompressing the branches the demo reads (events/s),
+- the same read with the files shared by two forked processes (the machine's own scaling),
 - ``pocket-coffea run`` of the demo analysis with ``iterative`` and ``futures -s 2``
   (events/s over the processing phase, from the run's processing report, and over the
   whole command),
 - the ratios against the targets (iterative >= 60% of raw read; futures -s 2 >= 1.7x
   iterative) and the peak resident memory of any process of each run.
 
-The measurements are repeated in rounds (``--repeat``; raw read, iterative, futures, one
+The measurements are repeated in rounds (``--repeat``; raw read, raw read in 2 processes, iterative, futures, one
 after the other, in reversed order every other round). The machine's speed drifts by tens
 of percent over minutes on shared hardware, so the ratios are taken within each round and
 their median is the result; the best rate of each kind is printed too.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -129,15 +131,27 @@ def branches_read_by_demo(fileset: Path) -> list[str]:
     return sorted({a.branch for a in accessed})
 
 
-def raw_read_rate(paths: list[Path], branches: list[str]) -> float:
-    """uproot alone: open each file and read and decompress ``branches`` of every event, in
-    150k-event steps (the run opens each file too: opening is part of reading a file)."""
-    start = time.perf_counter()
+def _raw_read(paths: list[Path], branches: list[str]) -> int:
     total = 0
     for path in paths:
         with uproot.open(path) as file:
             for batch in file["Events"].iterate(branches, step_size=150_000, library="ak"):
                 total += len(batch)
+    return total
+
+
+def raw_read_rate(paths: list[Path], branches: list[str], processes: int = 1) -> float:
+    """uproot alone: open each file and read and decompress ``branches`` of every event, in
+    150k-event steps (the run opens each file too: opening is part of reading a file). With
+    ``processes`` > 1 the files are shared among that many forked processes, as ``futures``
+    does: the machine's own parallel scaling, for reading the futures figure."""
+    start = time.perf_counter()
+    if processes == 1:
+        total = _raw_read(paths, branches)
+    else:
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+            total = sum(pool.map(_raw_read, [paths[i::processes] for i in range(processes)], [branches] * processes))
     return total / (time.perf_counter() - start)
 
 
@@ -187,14 +201,18 @@ def main() -> None:
         chunking = ["-c", str(args.chunksize)] if args.chunksize else []
         executors = {"iterative": ["-e", "iterative"], "futures -s 2": ["-e", "futures", "-s", "2"]}
         raw_rates: list[float] = []
+        raw_parallel_rates: list[float] = []
         runs: dict[str, list[dict]] = {label: [] for label in executors}
-        kinds = ["raw", *executors]
+        kinds = ["raw", "raw 2 processes", *executors]
         for round_index in range(args.repeat):
             # every kind in each round, in reversed order every other round, so that neither a
             # slow spell of the machine nor the position in the round favours one kind
             for kind in kinds if round_index % 2 == 0 else reversed(kinds):
                 if kind == "raw":
                     raw_rates.append(raw_read_rate(data, branches))
+                    continue
+                if kind == "raw 2 processes":
+                    raw_parallel_rates.append(raw_read_rate(data, branches, processes=2))
                     continue
                 outdir = work / f"out-{executors[kind][1]}"
                 shutil.rmtree(outdir, ignore_errors=True)
@@ -211,6 +229,8 @@ def main() -> None:
         raw_rate = max(raw_rates)
         print(f"uproot raw read + decompress of those {len(branches)} branches: {raw_rate:,.0f} events/s "
               f"[{', '.join(f'{r:,.0f}' for r in raw_rates)}]")
+        print(f"  the same, files shared by 2 forked processes: {max(raw_parallel_rates):,.0f} events/s "
+              f"[{', '.join(f'{r:,.0f}' for r in raw_parallel_rates)}]")
         rates = {label: [r["rate"] for r in results] for label, results in runs.items()}
         for label, results in runs.items():
             res = max(results, key=lambda r: r["rate"])
@@ -225,6 +245,9 @@ def main() -> None:
               f"[{', '.join(f'{x:.2f}' for x in to_raw)}]")
         print(f"futures -s 2 / iterative  = {statistics.median(scaling):.2f}   (target >= 1.70) "
               f"[{', '.join(f'{x:.2f}' for x in scaling)}]")
+        machine = [p / r for p, r in zip(raw_parallel_rates, raw_rates)]
+        print(f"raw read, 2 processes / 1 = {statistics.median(machine):.2f}   (the machine's own scaling, for reference) "
+              f"[{', '.join(f'{x:.2f}' for x in machine)}]")
         peak = max(r["peak_mb"] for results in runs.values() for r in results)
         print(f"peak memory per worker    = {peak:.0f} MB (target < 2048 MB)")
     finally:
