@@ -25,11 +25,13 @@ def _events(seed: int = 7, n: int = 2000):
     pt[::113] = np.inf
     scalar = rng.normal(50.0, 30.0, n)
     scalar[::89] = -np.inf
+    objects = ak.unflatten(ak.zip({"pt": pt, "eta": rng.normal(0, 1.5, counts.sum())}), counts)
     return ak.Array(
         {
             "x": scalar,
             "nobj": counts,
-            "obj": ak.unflatten(ak.zip({"pt": pt, "eta": rng.normal(0, 1.5, counts.sum())}), counts),
+            "obj": objects,
+            "optional": ak.mask(objects, objects.eta < 1.0),  # None objects: read through awkward, not FlatObjects
         }
     )
 
@@ -40,6 +42,8 @@ CONFS = {
     "variable": HistConf([Axis(coll="obj", field="pt", label="pt", bins=[0, 10, 25, 60, 200])]),
     "integer": HistConf([Axis(field="nobj", label="n", bins=3, start=0, stop=3, type="integer")]),
     "leading": HistConf([Axis(coll="obj", field="pt", pos=0, label="pt0", bins=15, start=0, stop=150)]),
+    "optional": HistConf([Axis(coll="optional", field="pt", label="pt", bins=15, start=0, stop=150)]),
+    "optional_leading": HistConf([Axis(coll="optional", field="pt", pos=0, label="pt0", bins=15, start=0, stop=150)]),
     "2d": HistConf(
         [
             Axis(coll="obj", field="pt", label="pt", bins=10, start=0, stop=100),

@@ -30,6 +30,7 @@ import lz4.frame as lz4f
 import uproot
 from coffea import processor as coffea_processor
 from coffea.nanoevents import NanoEventsFactory, schemas
+from coffea.nanoevents.factory import _OnlySliceableAs
 from coffea.nanoevents.mapping.uproot import TrivialUprootOpener, UprootSourceMapping
 
 
@@ -82,18 +83,6 @@ class TreeLayout:
         base_form = json.loads(self.base_form_json)
         base_form["typenames"] = self.typenames
         return NanoEventsFactory._from_mapping(mapping, partition_key, base_form, schema, metadata, mode="virtual").events()
-
-
-class _OnlySliceableAs:
-    """A preloaded branch, which coffea's mapping slices with the chunk's entry range."""
-
-    def __init__(self, array, entries: slice):
-        self._array, self._entries = array, entries
-
-    def __getitem__(self, entries):
-        if entries != self._entries:
-            raise RuntimeError(f"preloaded branch sliced with {entries}, expected {self._entries}")
-        return self._array
 
 
 class OpenInputFile:

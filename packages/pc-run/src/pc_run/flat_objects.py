@@ -79,7 +79,8 @@ class FlatObjects:
         """One value of ``field`` per object, in event order."""
         if field not in self._fields:
             if self._records is None:
-                values = ak.to_numpy(ak.flatten(self.collection[field], axis=1))
+                # a None (optional object or value) raises ValueError: no masked arrays here
+                values = ak.to_numpy(ak.flatten(self.collection[field], axis=1), allow_missing=False)
             else:
                 if field not in self._records.fields:
                     raise KeyError(f"the collection has no field {field!r} (it has {sorted(self._records.fields)})")

@@ -63,24 +63,23 @@ class AxisValues:
         where = axis.field if axis.coll == "events" else f"{axis.coll}.{axis.field}"
         try:
             flat = None if axis.coll == "events" else _flat_field(events, axis.coll, axis.field, collections)
-            array = None if flat is not None else (
-                events[axis.field] if axis.coll == "events" else events[axis.coll][axis.field]
-            )
+            if flat is None:
+                array = events[axis.field] if axis.coll == "events" else events[axis.coll][axis.field]
         except (LookupError, AttributeError, ValueError) as exc:
             raise ConfigError(
                 f"histogram {hist_name!r}: axis {axis.name!r} needs the field {where!r}, which the events do not have "
                 f"({type(exc).__name__}: {exc}); define it in the workflow (e.g. in define_common_variables_after_presel)"
             ) from None
-        if flat is None and (isinstance(array, np.ndarray) or array.ndim == 1):
+        if flat is not None:
+            values, counts = flat
+            valid = np.ones(len(values), dtype=bool)
+        elif isinstance(array, np.ndarray) or array.ndim == 1:
             if axis.pos is not None:
                 raise ConfigError(
                     f"histogram {hist_name!r}: axis {axis.name!r} sets pos={axis.pos} but {where} "
                     "is one value per event, not a collection"
                 )
             return cls(*_to_numpy(array))
-        if flat is not None:
-            values, counts = flat
-            valid = np.ones(len(values), dtype=bool)
         else:
             counts = ak.to_numpy(ak.num(array, axis=1))
             values, valid = _to_numpy(ak.flatten(array, axis=1))
