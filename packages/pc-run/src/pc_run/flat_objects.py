@@ -16,6 +16,8 @@ awkward itself, with the same results.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import awkward as ak
 import numpy as np
 from awkward.contents import IndexedArray, ListArray, ListOffsetArray, RecordArray
@@ -91,7 +93,7 @@ class FlatObjects:
             self._fields[field] = values
         return self._fields[field]
 
-    @property
+    @cached_property
     def event_index(self) -> np.ndarray:
         """The event (row in the collection) of each object."""
         return np.repeat(np.arange(len(self.counts)), self.counts)
