@@ -198,6 +198,7 @@ class BaseProcessorABC(processor.ProcessorABC):
 
         # --- skim
         skim_mask = self._and_of_cuts(self.cfg.skim, events, "skim", {})
+        # a skim every event passes keeps the events as they are: no index layer for every later access
         self.events = events[skim_mask] if n_initial and not skim_mask.all() else events
         output["cutflow"]["skim"][dataset] = int(len(self.events))
         if self.save_skimmed_files:
