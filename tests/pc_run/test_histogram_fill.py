@@ -1,4 +1,4 @@
-"""The one-pass histogram fill (bin once, two bincounts) equals boost-histogram's own ``fill``.
+"""The histogram fill (bin once, a bincount per category and variation) equals boost-histogram's ``fill``.
 
 The reference fills a freshly booked histogram with ``hist.fill`` once per category and
 variation, the straightforward way; both must agree on every bin, flow bins included,

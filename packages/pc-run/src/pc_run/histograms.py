@@ -2,8 +2,9 @@
 category and a variation axis.
 
 Each histogram's entries are extracted and binned once per chunk (``HistEntries``, with the
-axes' own ``index``); all categories and variations are then added to the storage in one
-pass, so no awkward slicing and no per-category ``fill`` call happens in the loops.
+axes' own ``index``), each category's events and weights are selected once per chunk for
+all histograms (``Selection``), and each (category, variation) is one ``np.bincount``, so
+no awkward slicing and no ``fill`` call happens in the loops.
 """
 from __future__ import annotations
 
