@@ -11,7 +11,7 @@ import pytest
 
 from pc_core.errors import ConfigError
 from pc_core.histograms import Axis, HistConf
-from pc_run.histograms import NOMINAL, HistEntries, Selection, book_histogram, fill_histogram
+from pc_run.histograms import NOMINAL, FieldCache, HistEntries, Selection, book_histogram, fill_histogram
 
 CATEGORIES = ["all", "low", "high"]
 VARIATIONS = [NOMINAL, "wUp", "wDown"]
@@ -138,3 +138,20 @@ def test_pos_on_a_per_event_field_and_a_missing_field_are_refused():
     missing = HistConf([Axis(field="nothere", label="x", bins=2, start=0, stop=4)])
     with pytest.raises(ConfigError, match="needs the field 'nothere'"):
         HistEntries.extract(events, missing, "missing", list(histogram.axes)[2:])
+
+
+def test_a_chunks_histograms_read_each_field_and_collection_once():
+    events = _events(n=200)
+    cache = FieldCache()
+    shared, alone = [], []
+    for name in ("variable", "leading", "2d"):
+        axes = list(book_histogram(CONFS[name], CATEGORIES, VARIATIONS).axes)[2:]
+        shared.append(HistEntries.extract(events, CONFS[name], name, axes, cache))
+        alone.append(HistEntries.extract(events, CONFS[name], name, axes))
+    assert list(cache.collections) == ["obj"]  # one FlatObjects for the three histograms
+    assert set(cache.values) == {("obj", "eta", None), ("obj", "pt", 0), ("obj", "pt", None)}
+    for with_cache, without in zip(shared, alone):
+        assert with_cache.bins.tolist() == without.bins.tolist()
+        assert (with_cache.event_index is None) == (without.event_index is None)  # pos=0: one entry per event
+        if without.event_index is not None:
+            assert with_cache.event_index.tolist() == without.event_index.tolist()

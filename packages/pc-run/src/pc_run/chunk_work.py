@@ -112,7 +112,7 @@ class OpenInputFile:
 
     def tree(self, treename: str, iteritems_options: dict) -> TreeLayout:
         """The layout of ``treename`` in the file ``get`` returned last, parsed once per file."""
-        trees = self._local.__dict__.setdefault("trees", {})
+        trees = self._local.trees  # emptied by release(), which every (re)open goes through
         key = (treename, repr(sorted(iteritems_options.items())))
         if key not in trees:
             trees[key] = TreeLayout.of(self._local.file, treename, iteritems_options)

@@ -9,7 +9,7 @@ no awkward slicing and no ``fill`` call happens in the loops.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import awkward as ak
 import hist
@@ -63,7 +63,7 @@ class AxisValues:
         """``collections`` caches each collection's ``FlatObjects`` across the axes of a chunk."""
         where = axis.field if axis.coll == "events" else f"{axis.coll}.{axis.field}"
         try:
-            flat = None if axis.coll == "events" else _flat_field(events, axis.coll, axis.field, collections)
+            flat = None if axis.coll == "events" else _flat_field(events, axis.coll, axis.field, {} if collections is None else collections)
             if flat is None:
                 array = events[axis.field] if axis.coll == "events" else events[axis.coll][axis.field]
         except (LookupError, AttributeError, ValueError) as exc:
@@ -94,10 +94,9 @@ class AxisValues:
         return cls(values[index], has_object & valid[index])
 
 
-def _flat_field(events, coll: str, field: str, collections: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Values and per-event counts of ``coll.field`` through the collection's ``FlatObjects``;
+def _flat_field(events, coll: str, name: str, collections: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """Values and per-event counts of ``coll.name`` through the collection's ``FlatObjects``;
     None when the collection is not jagged or the field is not one number per object."""
-    collections = {} if collections is None else collections
     if coll not in collections:
         collection = events[coll]
         collections[coll] = FlatObjects(collection) if collection.ndim == 2 and collection.fields else None
@@ -105,7 +104,7 @@ def _flat_field(events, coll: str, field: str, collections: dict | None) -> tupl
     if objects is None:
         return None
     try:
-        return objects[field], objects.counts
+        return objects[name], objects.counts
     except (TypeError, ValueError):  # nested or optional values: awkward's own path handles them
         return None
 
@@ -119,6 +118,15 @@ def _to_numpy(array) -> tuple[np.ndarray, np.ndarray]:
         return values, np.ones(len(values), dtype=bool)
     valid = ~ak.to_numpy(ak.is_none(array, axis=0))
     return np.asarray(ak.to_numpy(ak.fill_none(array, 0))), np.asarray(valid, dtype=bool)
+
+
+@dataclass
+class FieldCache:
+    """What a chunk's histograms read from its events, read once for all of them: each axis'
+    values and each collection's ``FlatObjects``."""
+
+    values: dict[tuple[str, str, int | None], AxisValues] = field(default_factory=dict)
+    collections: dict[str, FlatObjects | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,16 +152,16 @@ class HistEntries:
         conf: HistConf,
         hist_name: str,
         axes: Sequence[hist.axis.AxesMixin],
-        fields: dict | None = None,
+        fields: FieldCache | None = None,
     ) -> HistEntries:
-        """``fields`` caches the values read from ``events`` across the histograms of a chunk."""
-        fields = {} if fields is None else fields
+        """``fields`` keeps what is read from ``events`` for the other histograms of the chunk."""
+        fields = FieldCache() if fields is None else fields
         columns: list[AxisValues] = []
         for axis in conf.axes:
             key = (axis.coll, axis.field, axis.pos)
-            if key not in fields:
-                fields[key] = AxisValues.read(events, axis, hist_name, fields.setdefault("collections", {}))
-            columns.append(fields[key])
+            if key not in fields.values:
+                fields.values[key] = AxisValues.read(events, axis, hist_name, fields.collections)
+            columns.append(fields.values[key])
         per_object = [c.counts for c in columns if c.counts is not None]
         event_index = None
         if per_object:

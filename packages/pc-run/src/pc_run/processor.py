@@ -32,7 +32,7 @@ from coffea import processor
 
 from pc_core.errors import ConfigError
 
-from .histograms import NOMINAL, HistEntries, Selection, book_histogram, fill_histogram
+from .histograms import NOMINAL, FieldCache, HistEntries, Selection, book_histogram, fill_histogram
 from .skimmed_files import export_skimmed_chunk
 from .weights_store import WeightsStore
 
@@ -258,35 +258,36 @@ class BaseProcessorABC(processor.ProcessorABC):
             params=self.params,
             metadata=self.metadata,
         )
+        self._selections: dict[tuple[str, str], Selection] = {}
         self._fill_counts(output)
         self._fill_histograms(output)
         self._fill_columns(output)
         return output
 
+    def _selection(self, sample: str, category: str) -> Selection:
+        """The events of ``category`` and ``sample`` with their weights: built once per chunk for
+        the counts, every histogram and the columns."""
+        key = (sample, category)
+        if key not in self._selections:
+            self._selections[key] = Selection(
+                self._category_masks[category] & self._sample_masks[sample],
+                self.weights.by_variation(category, self._variations),
+            )
+        return self._selections[key]
+
     def _fill_counts(self, output: dict[str, Any]) -> None:
         dataset = self._dataset
-        for category, cat_mask in self._category_masks.items():
-            weight = self.weights.nominal(category)
-            for sample, sample_mask in self._sample_masks.items():
-                mask = cat_mask & sample_mask
-                output["cutflow"][category][dataset][sample] = int(mask.sum())
-                w = weight[mask]
-                output["sumw"][category][dataset][sample] = float(w.sum())
-                output["sumw2"][category][dataset][sample] = float((w * w).sum())
+        for category in self._category_masks:
+            for sample in self._sample_masks:
+                selection = self._selection(sample, category)
+                weight, weight_squared = selection.weights_at(NOMINAL)
+                output["cutflow"][category][dataset][sample] = len(selection.events)
+                output["sumw"][category][dataset][sample] = float(weight.sum())
+                output["sumw2"][category][dataset][sample] = float(weight_squared.sum())
 
     def _fill_histograms(self, output: dict[str, Any]) -> None:
         dataset = self._dataset
-        fields: dict = {}  # each event field read once for all histograms
-        selections: dict[tuple[str, str], Selection] = {}  # each (sample, category) selected once
-
-        def selection(sample: str, category: str) -> Selection:
-            if (sample, category) not in selections:
-                selections[sample, category] = Selection(
-                    self._category_masks[category] & self._sample_masks[sample],
-                    self.weights.by_variation(category, self._variations),
-                )
-            return selections[sample, category]
-
+        fields = FieldCache()  # each event field and collection read once for all histograms
         for name, conf in self._variables.items():
             by_sample = output["variables"].get(name)
             if not by_sample:
@@ -298,7 +299,7 @@ class BaseProcessorABC(processor.ProcessorABC):
                 fill_histogram(
                     histogram,
                     entries,
-                    ((category, selection(sample, category)) for category in histogram.axes["cat"]),
+                    ((category, self._selection(sample, category)) for category in histogram.axes["cat"]),
                     weighted=not conf.no_weights,
                 )
 
@@ -311,9 +312,8 @@ class BaseProcessorABC(processor.ProcessorABC):
         for category, colouts in columns_config.items():
             if category not in self._category_masks or not colouts:
                 continue
-            for sample, sample_mask in self._sample_masks.items():
-                mask = self._category_masks[category] & sample_mask
-                selected = self.events[mask]
+            for sample in self._sample_masks:
+                selected = self.events[self._selection(sample, category).mask]
                 arrays: dict[str, np.ndarray] = {}
                 for colout in colouts:
                     arrays.update(_column_arrays(selected, colout))

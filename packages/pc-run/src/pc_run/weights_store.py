@@ -95,27 +95,11 @@ class WeightsStore:
         names = self.inclusive + self.bycategory.get(category, [])
         return [n for n in dict.fromkeys(names) if n in self._data]
 
-    def applied_inclusive(self) -> list[str]:
-        return [n for n in dict.fromkeys(self.inclusive) if n in self._data]
-
     def _product(self, names: Sequence[str], replace: str | None = None, factor: np.ndarray | None = None) -> np.ndarray:
         weight = np.ones(self.size, dtype=np.float64)
         for name in names:
             weight = weight * (factor if name == replace else self._data[name].nominal)
         return weight
-
-    def nominal(self, category: str) -> np.ndarray:
-        return self._product(self.applied(category))
-
-    def variation_names(self) -> list[str]:
-        """Every variation filled for this sample, ``nominal`` first (stable order)."""
-        weights: list[str] = []
-        for names in self.variations_by_category.values():
-            weights += [n for n in names if n in self._data]
-        result = [NOMINAL]
-        for name in dict.fromkeys(weights):
-            result += [f"{name}Up", f"{name}Down"]
-        return result
 
     def by_variation(self, category: str, variations: Sequence[str]) -> dict[str, np.ndarray]:
         """Per-event weights for each requested variation label of ``category`` (computed once per chunk)."""
