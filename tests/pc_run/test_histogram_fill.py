@@ -138,6 +138,9 @@ def test_pos_on_a_per_event_field_and_a_missing_field_are_refused():
     missing = HistConf([Axis(field="nothere", label="x", bins=2, start=0, stop=4)])
     with pytest.raises(ConfigError, match="needs the field 'nothere'"):
         HistEntries.extract(events, missing, "missing", list(histogram.axes)[2:])
+    missing_in_collection = HistConf([Axis(coll="obj", field="ptt", label="x", bins=2, start=0, stop=4)])
+    with pytest.raises(ConfigError, match=r"histogram 'ptt': axis 'obj_ptt' needs the field 'obj.ptt'.*has \['eta', 'pt'\]"):
+        HistEntries.extract(events, missing_in_collection, "ptt", list(histogram.axes)[2:])
 
 
 def test_a_chunks_histograms_read_each_field_and_collection_once():
