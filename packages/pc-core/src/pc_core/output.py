@@ -22,6 +22,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import OutputError
+from .ledger import LEDGER_KEY, merge_ledgers
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,8 @@ def _add_into(mine: Any, other: Any, path: tuple[str, ...]) -> Any:
         for key, value in other.items():
             if key not in mine:
                 mine[key] = copy.deepcopy(value)
+            elif top == "processing_metadata" and len(path) == 1 and key == LEDGER_KEY:
+                continue  # united once at the end, by accumulate(), with the overlap check
             elif top == "processing_metadata" and len(path) == 1 and key in CONSTANT_METADATA_KEYS:
                 mine[key] = _merge_constant(mine[key], value, (*path, key))
             else:
@@ -243,8 +246,13 @@ def is_normalised(output: Mapping[str, Any]) -> bool:
     return bool(output.get("processing_metadata", {}).get("normalised", False))
 
 
-def accumulate(outputs: Iterable[Mapping[str, Any]]) -> Output:
+def accumulate(outputs: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> Output:
     """Sum outputs into a new one (inputs untouched); consumes ``outputs`` one at a time.
+
+    The processing ledgers (``processing_metadata["ledger"]``) are united, and two outputs
+    holding the same entries of the same file are refused (``pc_core.ledger.LedgerOverlapError``
+    naming them: ``names[i]``, else "output i"). If any output has no ledger (written before
+    ledgers existed), the sum has none either: it could not say which inputs made it.
 
     Numbers and histograms add, ``columns`` arrays concatenate, dicts recurse, lists
     concatenate, sets unite. ``datasets_metadata`` is united (a dataset's metadata must agree);
@@ -253,7 +261,11 @@ def accumulate(outputs: Iterable[Mapping[str, Any]]) -> Output:
     """
     result: Output | None = None
     normalised: bool | None = None
+    ledgers: list[tuple[str, Any]] = []
     for index, output in enumerate(outputs):
+        name = names[index] if names is not None and index < len(names) else f"output {index}"
+        ledgers.append((name, (output.get("processing_metadata") or {}).get(LEDGER_KEY)
+                        if isinstance(output, Mapping) else None))
         if not isinstance(output, Mapping):
             raise OutputError(f"Cannot accumulate outputs: item {index} is a {type(output).__name__}, not a dict")
         this_normalised = is_normalised(output)
@@ -269,6 +281,12 @@ def accumulate(outputs: Iterable[Mapping[str, Any]]) -> Output:
             result = _add_into(result, output, ())
     if result is None:
         raise OutputError("Cannot accumulate: no outputs given")
+    if len(ledgers) > 1:
+        processing = result.setdefault("processing_metadata", {})
+        if all(ledger is not None for _, ledger in ledgers):
+            processing[LEDGER_KEY] = merge_ledgers(ledgers)
+        else:
+            processing.pop(LEDGER_KEY, None)
     return result
 
 
