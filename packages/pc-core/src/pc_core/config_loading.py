@@ -165,6 +165,13 @@ def load_configurator(path: str | os.PathLike, load: bool = True) -> Configurato
         cfg = _load_pickle(path)
         if not isinstance(cfg, Configurator):
             raise ConfigError(f"{path}: the pickle holds a {type(cfg).__name__}, not a Configurator")
+        if cfg.loaded:
+            # a pickle written by an older version skipped these input checks: repeat them
+            from .fileset import check_unique_files
+            from .selections import check_category_names
+
+            check_category_names(cfg.categories, f"{path}: categories")
+            check_unique_files(cfg.fileset)
     elif suffix in PYTHON_SUFFIXES:
         module = _execute_config_module(path)
         if not hasattr(module, "cfg"):

@@ -33,7 +33,7 @@ from .cuts import Cut
 from .errors import ConfigError, DatasetError
 from .histograms import HistConf
 from .parameters import default_parameters, lumi_pb, merge_parameters
-from .selections import CartesianSelection, MultiCut, StandardSelection
+from .selections import CartesianSelection, MultiCut, StandardSelection, check_category_names
 from .weights import BUILTIN_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -228,6 +228,7 @@ class Configurator:
         state["skim"] = check_cut_list(inputs.skim, "skim")
         state["preselections"] = check_cut_list(inputs.preselections, "preselections")
         categories = expand_categories_checked(inputs.categories)
+        check_category_names(categories)
         state["categories"] = categories
         category_names = list(categories)
 
@@ -356,7 +357,13 @@ class Configurator:
         return result
 
     def _derive(self, fileset: dict[str, Any], state: Mapping[str, Any]) -> dict[str, Any]:
-        """Everything that depends on the fileset: samples, years and per-sample configs."""
+        """Everything that depends on the fileset: samples, years and per-sample configs.
+
+        Every fileset a run processes passes here (``load``, ``with_fileset``, ``filter``), so
+        this is where a file listed twice is refused."""
+        from .fileset import check_unique_files
+
+        check_unique_files(fileset)
         samples_is_mc: dict[str, bool] = {}
         first_dataset: dict[str, str] = {}
         for dataset, entry in fileset.items():

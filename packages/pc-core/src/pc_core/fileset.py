@@ -3,9 +3,13 @@
 A fileset is ``{dataset: {"files": [url, ...], "metadata": {...}}}``. The metadata must hold
 ``sample``, ``year`` and ``isMC``; MC datasets also need ``xsec``. PocketCoffea JSONs write
 every metadata value as a string (``"isMC": "True"``, ``"nevents": "195510810"``), so loading
-normalises the values the tools compute with: ``isMC`` to ``bool``, ``year`` to ``str``,
-``xsec`` to ``float``, ``nevents`` to ``int`` and ``file_nevents`` to a list of ``int``.
-Every other metadata key is kept untouched.
+normalises the values the tools compute with: ``isMC`` to ``bool``, ``year`` to ``str``
+(a string, or an integer read as its decimal string), ``xsec`` to a positive ``float``,
+``nevents`` to ``int`` and ``file_nevents`` to a list of ``int`` (one per file, summing to
+``nevents`` when both are given). Every other metadata key is kept untouched.
+
+``check_unique_files`` refuses a fileset that lists one input file twice (under any
+spelling, in one dataset or in two): that file would be processed, and counted, twice.
 
 Every function returns a new fileset and never mutates its input.
 """
@@ -15,6 +19,7 @@ import copy
 import json
 import logging
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -23,6 +28,7 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import DatasetError
+from .ledger import normalise_url
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,35 @@ def _to_count(value: Any, key: str, where: str) -> int:
     return int(number)
 
 
+YEAR_ACCEPTED = 'a non-empty string such as "2018" or "2022_postEE" (an integer such as 2018 is read as "2018")'
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def _to_year(value: Any, where: str) -> str:
+    """``year`` as the string every tool compares with: a non-empty string, or an integer."""
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    kind = "" if value is None else f" ({_json_type(value)})"
+    raise DatasetError(f"{where}: year = {shown}{kind} is not accepted; year must be {YEAR_ACCEPTED}")
+
+
 def normalise_dataset(dataset: str, entry: Any, source: str = "<fileset>") -> dict[str, Any]:
     """Validate one fileset entry and return a normalised copy (see the module docstring)."""
     where = f"{source}: dataset {dataset!r}"
@@ -101,7 +136,7 @@ def normalise_dataset(dataset: str, entry: Any, source: str = "<fileset>") -> di
             raise DatasetError(f"{where}: metadata lacks the required key {key!r} (required: {list(REQUIRED_METADATA)})")
     meta = copy.deepcopy(dict(metadata))
     meta["isMC"] = _to_bool(meta["isMC"], where)
-    meta["year"] = str(meta["year"])
+    meta["year"] = _to_year(meta["year"], where)
     if not isinstance(meta["sample"], str) or not meta["sample"]:
         raise DatasetError(f"{where}: sample = {meta['sample']!r} is not a non-empty string")
     if meta["isMC"]:
@@ -113,6 +148,10 @@ def normalise_dataset(dataset: str, entry: Any, source: str = "<fileset>") -> di
                 )
     if "xsec" in meta:
         meta["xsec"] = _to_float(meta["xsec"], "xsec", where)
+        if meta["xsec"] <= 0:
+            raise DatasetError(
+                f"{where}: xsec = {metadata['xsec']!r} is not a positive number; give the cross-section in pb (> 0)"
+            )
     if meta.get("nevents") is not None:
         meta["nevents"] = _to_count(meta["nevents"], "nevents", where)
     if meta.get("file_nevents") is not None:
@@ -122,6 +161,11 @@ def normalise_dataset(dataset: str, entry: Any, source: str = "<fileset>") -> di
                 f"{where}: file_nevents must be a list with one count per file ({len(files)} files), got {per_file!r}"
             )
         meta["file_nevents"] = [_to_count(n, f"file_nevents[{i}]", where) for i, n in enumerate(per_file)]
+        if meta.get("nevents") is not None and meta["nevents"] != sum(meta["file_nevents"]):
+            raise DatasetError(
+                f"{where}: nevents = {meta['nevents']} but the file_nevents sum to {sum(meta['file_nevents'])}; "
+                "nevents must equal the sum of the per-file counts (or leave one of them out)"
+            )
     result = {key: copy.deepcopy(value) for key, value in entry.items() if key not in ("files", "metadata")}
     result["files"] = list(files)
     result["metadata"] = meta
@@ -173,6 +217,36 @@ def load_fileset_jsons(paths: str | os.PathLike | Iterable[str | os.PathLike]) -
             merged[dataset] = entry
             origin[dataset] = path
     return merged
+
+
+def check_unique_files(fileset: Mapping[str, Any]) -> None:
+    """Raise DatasetError when one input file appears twice in ``fileset``.
+
+    Files are compared by ``pc_core.ledger.normalise_url``: ``./a.root``, ``a.root``, its
+    absolute path and a symlink to it are one file, and so are ``root://h:1094//store/x``
+    and ``root://h//store/x``; the two places may be in one dataset or in two.
+    """
+    seen: dict[str, tuple[str, int, str]] = {}
+    duplicates: list[tuple[str, tuple[str, int, str], tuple[str, int, str]]] = []
+    for dataset, entry in fileset.items():
+        for position, url in enumerate(entry.get("files") or ()):
+            key = normalise_url(url)
+            place = (dataset, position, str(url))
+            if key in seen:
+                duplicates.append((key, seen[key], place))
+            else:
+                seen[key] = place
+    if not duplicates:
+        return
+    key, first, second = duplicates[0]
+    message = (
+        f"file {key} is listed twice: dataset {first[0]!r} file {first[1]} ({first[2]}) and "
+        f"dataset {second[0]!r} file {second[1]} ({second[2]}); each input file may appear once in a fileset"
+    )
+    others = len({d[0] for d in duplicates[1:]} - {key})
+    if others:
+        message += f" ({others} more file{'s are' if others > 1 else ' is'} listed more than once)"
+    raise DatasetError(message)
 
 
 def save_fileset_json(fileset: Mapping[str, Any], path: str | os.PathLike) -> None:
@@ -352,6 +426,7 @@ def fileset_summary(fileset: Mapping[str, Any]) -> list[tuple[str, str, str, boo
 __all__: Sequence[str] = (
     "Fileset",
     "FilesetFilter",
+    "check_unique_files",
     "datasets_by_year_and_sample",
     "fileset_summary",
     "filter_fileset",

@@ -6,6 +6,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .cuts import Cut
+from .errors import ConfigError
+
+# Keys the processor writes into the output's ``cutflow`` next to the categories (events
+# before the skim, after the skim, after the preselection: see pc_run.processor
+# ``_empty_output``); a category with one of these names would overwrite them.
+RESERVED_CATEGORY_NAMES: tuple[str, ...] = ("initial", "skim", "presel")
+
+
+def check_category_names(names, where: str = "categories") -> None:
+    """Raise ConfigError when a category uses a name reserved for the cutflow steps."""
+    reserved = [name for name in names if name in RESERVED_CATEGORY_NAMES]
+    if reserved:
+        raise ConfigError(
+            f"{where}: category name{'s' if len(reserved) > 1 else ''} {', '.join(map(repr, reserved))} "
+            f"{'are' if len(reserved) > 1 else 'is'} reserved: the output's cutflow uses "
+            f"{', '.join(map(repr, RESERVED_CATEGORY_NAMES))} for the events before the skim, after the skim "
+            "and after the preselection; rename the category"
+        )
 
 
 @dataclass(frozen=True, eq=False)
