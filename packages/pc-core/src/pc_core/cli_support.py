@@ -61,5 +61,5 @@ def run_cli(command: click.Command | Callable, argv: Sequence[str] | None = None
         if _debug_requested(argv):
             raise
         Console(stderr=True).print(f"[bold red]Error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))
     sys.exit(0)

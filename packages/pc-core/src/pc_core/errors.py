@@ -27,3 +27,11 @@ class ExecutorError(PocketCoffeaError):
 
 class OutputError(PocketCoffeaError):
     """A ``.coffea`` output is missing, unreadable or lacks the expected keys."""
+
+
+class RunInterrupted(PocketCoffeaError):
+    """The run was stopped by a signal (Ctrl-C, SIGTERM); ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -185,6 +185,9 @@ SCHEMA: dict[str, KeySpec] = {
     "retries": KeySpec("an integer >= 0", _int_check(0), "retries of a failed chunk"),
     "tree-reduction": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "fan-in of the dask tree reduction"),
     "skip-bad-files": KeySpec("a boolean", _bool_check, "skip unreadable files instead of failing"),
+    "checkpoint-interval": KeySpec(
+        "an integer >= 1 (seconds)", _int_check(1), "seconds between two checkpoints of the finished chunks"
+    ),
     "voms-proxy": KeySpec(_OPT_STR, _optional(_str_check), "path of the grid proxy"),
     "ignore-grid-certificate": KeySpec("a boolean", _bool_check, "do not look for a grid proxy"),
     "group-samples": KeySpec(

@@ -1,10 +1,11 @@
 """coffea's Runner, with the input file kept open from one chunk to the next and the
-branches the analysis reads fetched in one go.
+branches the analysis reads fetched in one go: ``process_chunk`` is what every executor
+runs for one chunk, in whichever process gets it.
 
 coffea's work function opens the input file, parses its TTree (every TBranch, in Python)
 and closes it again for every chunk, then derives the NanoEvents form from every branch's
 interpretation. That costs ~0.1 s for a 170-branch tree and far more for a production
-NanoAOD with ~1,500 branches, every chunk. ``PocketCoffeaRunner`` keeps the last file a
+NanoAOD with ~1,500 branches, every chunk. ``process_chunk`` keeps the last file a
 process opened (``OpenInputFile``), with its trees and their forms (``TreeLayout``), and
 reuses them while the next chunk comes from the same, unchanged file.
 
@@ -12,8 +13,9 @@ NanoEvents reads each branch lazily, one uproot call per branch when the analysi
 touches it. The process remembers which branches the analysis touched in its earlier chunks
 and has the next chunks read those together, in one ``TTree.arrays`` call (coffea's
 ``preload``), as a plain uproot read would; a branch touched for the first time later is
-still read lazily, so nothing is ever missing. Everything else is coffea's work function,
-messages included, so ``runner.py`` recognises read failures the same way.
+still read lazily, so nothing is ever missing. A failure is raised as ``ChunkPhaseError``
+naming the phase (open, build, process), so that the scheduler can tell a read failure of
+the input file from an error of the analysis.
 """
 from __future__ import annotations
 
@@ -25,11 +27,9 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-import cloudpickle
-import lz4.frame as lz4f
 import uproot
 from coffea import processor as coffea_processor
-from coffea.nanoevents import NanoEventsFactory, schemas
+from coffea.nanoevents import NanoEventsFactory
 from coffea.nanoevents.factory import _OnlySliceableAs
 from coffea.nanoevents.mapping.uproot import TrivialUprootOpener, UprootSourceMapping
 
@@ -183,68 +183,50 @@ def _metadata(item) -> dict:
     return metadata
 
 
-class PocketCoffeaRunner(coffea_processor.Runner):
-    """``coffea.processor.Runner`` whose work function reuses the open input file and preloads
-    the branches learnt from earlier chunks (module docstring)."""
+class ChunkPhaseError(Exception):
+    """An exception of one phase of a chunk: ``open`` (the input file), ``build`` (its tree and
+    the NanoEvents) or ``process`` (the user's processor); ``original`` is what was raised."""
 
-    @staticmethod
-    def _work_function(
-        format,
-        xrootdtimeout,
-        schema,
-        use_dataframes,
-        savemetrics,
-        item,
-        processor_instance,
-        uproot_options,
-        iteritems_options,
-        checkpointer,
-        cache_function,
-    ):
-        if format != "root" or use_dataframes or savemetrics or checkpointer is not None:
-            return coffea_processor.Runner._work_function(
-                format, xrootdtimeout, schema, use_dataframes, savemetrics, item, processor_instance,
-                uproot_options, iteritems_options, checkpointer, cache_function,
-            )
-        uproot_options = dict(uproot_options)
-        timeout = uproot_options.pop("timeout", xrootdtimeout)
-        if processor_instance == "heavy":  # dask sends the processor alongside the item
-            item, processor_instance = item
-        if not isinstance(processor_instance, coffea_processor.ProcessorABC) and not callable(processor_instance):
-            processor_instance = cloudpickle.loads(lz4f.decompress(processor_instance))
-        if not issubclass(schema, schemas.BaseSchema):
-            raise ValueError(f"Expected schema to derive from nanoevents.BaseSchema, instead got {schema!r}")
-        try:
-            INPUT_FILE.get(item.filename, timeout, uproot_options)
-        except Exception as e:
-            INPUT_FILE.release()
-            raise Exception(f"Failed to open file: {item!r}. The error was: {e!r}.") from e
-        learnt_key = (type(processor_instance).__qualname__, item.treename)
-        learnt = INPUT_FILE.branches_read.setdefault(learnt_key, set())
-        preload = item.preload
-        if preload is None and learnt:
-            known = frozenset(learnt)
-            preload = lambda branch: branch.name in known  # noqa: E731 - coffea's preload takes a predicate
-        accessed: list = []
-        try:
-            try:
-                layout = INPUT_FILE.tree(item.treename, iteritems_options)
-                events = layout.events(item, schema, _metadata(item), uproot_options, preload, accessed, cache_function())
-            except Exception as e:
-                raise Exception(f"Failed creating nanoevents: {item!r}. The error was: {e!r}.") from e
-            try:
-                if isinstance(processor_instance, coffea_processor.ProcessorABC):
-                    out = processor_instance.process(events)
-                else:
-                    out = processor_instance(events)
-            except Exception as e:
-                raise Exception(f"Failed processing file: {item!r}. The error was: {e!r}.") from e
-        except Exception:
-            INPUT_FILE.release()  # a retry starts from a freshly opened file
-            raise
-        learnt.update(access.branch for access in accessed)
-        if out is None:
-            raise ValueError(
-                "Output of process() should not be None. Make sure your processor's process() function returns an accumulator."
-            )
-        return {"out": out, "processed": {item}}
+    def __init__(self, phase: str, original: BaseException):
+        super().__init__(f"{phase}: {type(original).__name__}: {original}")
+        self.phase = phase
+        self.original = original
+
+
+def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=None, iteritems_options=None):
+    """Run ``processor_instance`` on one chunk (a coffea ``WorkItem``) in this process.
+
+    The input file stays open for the next chunk of the same file; the branches learnt
+    from earlier chunks are preloaded. A failure is raised as ``ChunkPhaseError`` naming
+    the phase, after dropping the open file so that a retry starts afresh.
+    """
+    uproot_options = dict(uproot_options or {})
+    iteritems_options = dict(iteritems_options or {})
+    try:
+        INPUT_FILE.get(item.filename, timeout, uproot_options)
+    except Exception as exc:
+        INPUT_FILE.release()
+        raise ChunkPhaseError("open", exc) from exc
+    learnt = INPUT_FILE.branches_read.setdefault((type(processor_instance).__qualname__, item.treename), set())
+    preload = item.preload
+    if preload is None and learnt:
+        known = frozenset(learnt)
+        preload = lambda branch: branch.name in known  # noqa: E731 - coffea's preload takes a predicate
+    accessed: list = []
+    phase = "build"
+    try:
+        layout = INPUT_FILE.tree(item.treename, iteritems_options)
+        events = layout.events(item, schema, _metadata(item), uproot_options, preload, accessed, None)
+        phase = "process"
+        if isinstance(processor_instance, coffea_processor.ProcessorABC):
+            out = processor_instance.process(events)
+        else:
+            out = processor_instance(events)
+    except Exception as exc:
+        INPUT_FILE.release()
+        raise ChunkPhaseError(phase, exc) from exc
+    learnt.update(access.branch for access in accessed)
+    if out is None:
+        raise ChunkPhaseError("process", ValueError(
+            "process() returned None; it must return the chunk's output (an accumulator)"))
+    return out

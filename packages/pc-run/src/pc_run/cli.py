@@ -46,6 +46,9 @@ def _quiet_known_warnings() -> None:
 @click.option("--filter-datasets", default=None, help="Filter the datasets to be processed (comma separated list)")
 @click.option("--resubmit-failed", is_flag=True, default=False,
               help="Resubmit only failed jobs from previous run (requires failed_jobs.json)")
+@click.option("--overwrite", is_flag=True, default=False,
+              help="Replace the results of an earlier run in the output folder (default: resume it, or refuse "
+                   "if it was another configuration)")
 @click.option("--executor-custom-setup", type=click.Path(dir_okay=False), default=None,
               help="Python module to be loaded as custom executor setup")
 @click.option("--skip-bad-files/--no-skip-bad-files", default=None,
@@ -59,7 +62,7 @@ def _quiet_known_warnings() -> None:
               help="With --recreate-jobs: read every file through the global xrootd redirector")
 def run_command(
     cfg, custom_run_options, outputdir, test, limit_files, limit_chunks, executor, scaleout, chunksize, queue,
-    loglevel, process_separately, filter_years, filter_samples, filter_datasets, resubmit_failed,
+    loglevel, process_separately, filter_years, filter_samples, filter_datasets, resubmit_failed, overwrite,
     executor_custom_setup, skip_bad_files, recreate_jobs, recreate_queue, blocklist_sites, use_redirector,
 ):
     """Run an analysis on NanoAOD files using PocketCoffea processors"""
@@ -84,6 +87,7 @@ def run_command(
         filter_samples=filter_samples,
         filter_datasets=filter_datasets,
         resubmit_failed=resubmit_failed,
+        overwrite=overwrite,
         executor_custom_setup=executor_custom_setup,
         executor_options={
             "recreate_jobs": recreate_jobs,

@@ -27,7 +27,7 @@ class GroupOutcome:
 
     name: str
     datasets: list[str]
-    status: str  # "done" or "failed"
+    status: str  # "done", "failed" or "interrupted"
     output_file: str | None = None
     error: str | None = None
     result: Any = None  # runner.RunResult when done
@@ -56,6 +56,7 @@ def build_report(
             processing = result.output.get("processing_metadata", {})
             cutflow = result.output.get("cutflow", {})
             entry["processing_seconds"] = round(result.processing_seconds, 3)
+            entry["ledger"] = result.ledger
             entry["events"] = int(sum(processing.get("events", {}).values()))
             entry["chunks"] = int(sum(processing.get("chunks", {}).values()))
             skipped += result.skipped_files
@@ -87,6 +88,7 @@ def build_report(
         "datasets": datasets,
         "groups": groups,
         "failed": [name for name, g in groups.items() if g["status"] == "failed"],
+        "interrupted": [name for name, g in groups.items() if g["status"] == "interrupted"],
         "skipped_files": skipped,
         "totals": {
             "datasets": len(datasets),
@@ -131,9 +133,9 @@ def print_summary(report: Mapping[str, Any], console: Console | None = None) -> 
             f"{d['events']:,}", f"{d['events_skim']:,}", f"{d['events_presel']:,}", Path(output).name,
         )
     for name, g in report["groups"].items():
-        if g["status"] == "failed":
+        if g["status"] in ("failed", "interrupted"):
             for dataset in g["datasets"]:
-                table.add_row(dataset, "", "", "", "", "", "", "", "", f"[red]FAILED ({name})[/red]")
+                table.add_row(dataset, "", "", "", "", "", "", "", "", f"[red]{g['status'].upper()} ({name})[/red]")
     console.print(table)
     if report["skipped_files"]:
         skipped = Table(title="Skipped input files", title_style="bold yellow")

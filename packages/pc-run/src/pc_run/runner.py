@@ -1,17 +1,17 @@
-"""Run one configuration over one fileset with coffea's Runner, and account for every input.
+"""Run one configuration over one fileset and account for every entry of every input file.
 
 ``run_fileset`` chunks the files with coffea's preprocessing (per-sample chunksize, chunk
-limit), names every file that could not be opened (``file_check``), runs the processor with
-the executor (coffea's Runner, keeping input files open across their chunks and preloading
-the branches the analysis reads: ``chunk_work``), and then compares the chunks that came
-back with the chunks that were sent: a chunk coffea dropped under ``skipbadfiles`` is
-reported as a skipped file with its reason, never silently lost.
+limit), names every file that could not be opened (``file_check``), and hands the chunks to
+the executor's workers through ``chunk_scheduler`` (retries for read failures only, worker
+deaths survived, the first analysis error stops the run). Every chunk ends in the processing
+ledger (``pc_core.ledger``) as processed or skipped, with its reason; the running sum and
+its ledger are checkpointed every ``checkpoint-interval`` seconds and when the run stops,
+so that a rerun resumes where this one ended.
 """
 from __future__ import annotations
 
 import gc
 import logging
-import re
 import time
 import warnings
 from collections.abc import Mapping
@@ -22,12 +22,17 @@ from coffea import processor as coffea_processor
 from coffea.nanoevents import NanoAODSchema
 from coffea.processor.executor import WorkItem
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
 from pc_core.errors import PocketCoffeaError
-from pc_core.read_errors import OTHER, classify_read_error, read_error_hint
+from pc_core.ledger import LEDGER_KEY, PROCESSED, SKIPPED, file_identity, new_ledger, processed_events, record
+from pc_core.read_errors import OTHER, read_error_hint
 from pc_core.run_options import chunksize_for_sample
 
-from .chunk_work import INPUT_FILE, PocketCoffeaRunner, import_chunk_modules, order_for_workers
-from .file_check import READ_FAILURES, check_file, is_read_failure, release_cached_xrootd_handles
+from .chunk_scheduler import ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for
+from .chunk_work import INPUT_FILE, import_chunk_modules, order_for_workers
+from .file_check import check_file, release_cached_xrootd_handles
 from .processor import finalise_output
 
 log = logging.getLogger(__name__)
@@ -43,10 +48,6 @@ class NanoAODSchemaQuiet(NanoAODSchema):
             super().__init__(base_form, *args, **kwargs)
 
 
-class InputFileError(PocketCoffeaError):
-    """An input file cannot be read and skip-bad-files is off."""
-
-
 @dataclass
 class RunResult:
     """The output of one run plus what the report needs."""
@@ -55,45 +56,15 @@ class RunResult:
     chunks_expected: dict[str, int] = field(default_factory=dict)
     processing_seconds: float = 0.0
     skipped_files: list[dict[str, str]] = field(default_factory=list)
+    ledger: dict[str, Any] = field(default_factory=new_ledger)
+
+
+DEFAULT_CHECKPOINT_INTERVAL = 30.0
 
 
 def _skip_entry(dataset: str, file: str, reason: str, kind: str = OTHER) -> dict[str, str]:
     """One ``skipped_files`` entry; ``kind`` is the ``pc_core.read_errors`` classification."""
     return {"dataset": dataset, "file": file, "reason": reason, "kind": kind}
-
-
-def _exception_chain(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    while exc is not None and exc not in chain:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return chain
-
-
-_WORKITEM_FILE = re.compile(r"filename='([^']+)'")
-
-
-def _processing_read_error(exc: BaseException, chunks: list[WorkItem], fileset: Mapping[str, Any]) -> InputFileError:
-    """The error naming the file (and the kind of failure) that a chunk could not read, skip-bad-files off."""
-    chain = _exception_chain(exc)
-    text = " | ".join(str(e) for e in chain)
-    match = _WORKITEM_FILE.search(text)  # coffea names the chunk's WorkItem when opening its file fails
-    candidates = [c for c in chunks if (match and c.filename == match.group(1)) or (not match and c.filename in text)]
-    detail = next((str(e).strip().splitlines()[0] for e in reversed(chain) if str(e).strip()), type(exc).__name__)
-    if not candidates:
-        kind = classify_read_error(exc)
-        return InputFileError(f"an input file could not be read while processing ({kind}): {detail}. "
-                              "Run with --skip-bad-files to skip unreadable files and see them in the report")
-    chunk = candidates[0]
-    check = check_file(chunk.dataset, chunk.filename, fileset[chunk.dataset].get("treename", "Events"))
-    kind = check.kind if check.error else classify_read_error(exc)
-    hint = read_error_hint(kind)
-    return InputFileError(
-        f"input file {chunk.filename} of dataset {chunk.dataset!r} could not be read while processing ({kind}): "
-        f"{check.error or detail}. " + (f"Hint: {hint}. " if hint else "")
-        + "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
-        "'skip-bad-files: true') to skip it"
-    )
 
 
 def _coffea_fileset(fileset: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -103,7 +74,9 @@ def _coffea_fileset(fileset: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def prepare_chunks(fileset: Mapping[str, Any], run_options: Mapping[str, Any], executor) -> list[WorkItem]:
+def prepare_chunks(
+    fileset: Mapping[str, Any], run_options: Mapping[str, Any], executor, cache: dict | None = None
+) -> list[WorkItem]:
     """The work items of the whole fileset: chunksize per sample, ``limit-chunks`` per dataset.
 
     coffea's preprocessing opens the files on the executor (in parallel); files it cannot
@@ -115,7 +88,7 @@ def prepare_chunks(fileset: Mapping[str, Any], run_options: Mapping[str, Any], e
         chunksize = chunksize_for_sample(run_options, entry["metadata"]["sample"])
         by_chunksize.setdefault(chunksize, {})[dataset] = entry
     chunks: list[WorkItem] = []
-    cache: dict = {}  # fresh per run: coffea's global cache would keep stale fileset metadata
+    cache = {} if cache is None else cache  # fresh per run: coffea's global cache would keep stale metadata
     for chunksize, subset in by_chunksize.items():
         runner = coffea_processor.Runner(
             executor=executor,
@@ -132,98 +105,181 @@ def prepare_chunks(fileset: Mapping[str, Any], run_options: Mapping[str, Any], e
     return chunks
 
 
+@dataclass
+class _Accounting:
+    """The running sum of one run, its ledger, and when it was last checkpointed."""
+
+    checkpoints: Any
+    interval: float
+    accumulator: Any = None
+    ledger: dict = field(default_factory=new_ledger)
+    skipped: list = field(default_factory=list)
+    unsaved: int = 0
+    last_saved: float = field(default_factory=time.monotonic)
+
+    def add(self, output) -> None:
+        self.accumulator = output if self.accumulator is None else coffea_processor.accumulate([output], self.accumulator)
+        self.unsaved += 1
+        if self.checkpoints is not None and time.monotonic() - self.last_saved >= self.interval:
+            self.save()
+
+    def save(self) -> None:
+        """Write the snapshot if anything changed since the last one."""
+        if self.checkpoints is None or not self.unsaved:
+            return
+        self.checkpoints.write(self.accumulator, self.ledger)
+        self.unsaved = 0
+        self.last_saved = time.monotonic()
+
+
+def _save_keeping_error(accounting: _Accounting) -> None:
+    """Checkpoint what finished while another error is on its way up: that error wins, the
+    checkpoint's own problem (a full disk) is logged with where the chunks went."""
+    try:
+        accounting.save()
+    except Exception as exc:  # noqa: BLE001 - the original error is the one to report
+        log.error("%s", exc)
+
+
+def _file_entries(cache: Mapping, chunks: list[WorkItem]) -> dict[tuple[str, str], int]:
+    """Entries of every file preprocessing opened (``limit-chunks`` may plan only a part of them)."""
+    entries: dict[tuple[str, str], int] = {}
+    for key, meta in cache.items():
+        if isinstance(meta, Mapping) and "numentries" in meta:
+            entries[(getattr(key, "dataset", None), getattr(key, "filename", None))] = int(meta["numentries"])
+    for chunk in chunks:
+        key = (chunk.dataset, chunk.filename)
+        entries[key] = max(entries.get(key, 0), chunk.entrystop)
+    return entries
+
+
+def _record_chunk(accounting: _Accounting, chunk: WorkItem, entries: Mapping, status: str, **extra) -> None:
+    record(
+        accounting.ledger, identity=file_identity(chunk.filename, chunk.fileuuid), dataset=chunk.dataset,
+        url=chunk.filename, entries=entries.get((chunk.dataset, chunk.filename)), start=chunk.entrystart,
+        stop=chunk.entrystop, status=status, **extra,
+    )
+
+
+def _already_processed(ledger: Mapping | None, chunk: WorkItem) -> bool:
+    if not ledger:
+        return False
+    entry = ledger["files"].get(file_identity(chunk.filename, chunk.fileuuid))
+    if entry is None:
+        return False
+    for start, stop in entry["processed"]:
+        if start <= chunk.entrystart and chunk.entrystop <= stop:
+            return True
+        if start < chunk.entrystop and chunk.entrystart < stop:
+            raise PocketCoffeaError(
+                f"the checkpoint holds entries {start}-{stop} of {chunk.filename}, which cut the chunk "
+                f"{chunk.entrystart}-{chunk.entrystop} of this run: the chunking changed; rerun with --overwrite"
+            )
+    return False
+
+
+def _progress_bar(total: int, done: int, description: str):
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+    task = progress.add_task(description, total=total, completed=done)
+    return progress, task
+
+
 def run_fileset(
     cfg,
     fileset: Mapping[str, Any],
     executor,
     run_options: Mapping[str, Any],
     processor_instance=None,
+    checkpoints=None,
 ) -> RunResult:
-    """Process ``fileset`` (a subset of ``cfg.fileset``) and return the finalised output."""
-    skip_bad = bool(run_options.get("skip-bad-files"))
-    chunks = prepare_chunks(fileset, run_options, executor)
-    opened = {(c.dataset, c.filename) for c in chunks}
-    unreadable = [
-        check_file(dataset, file, entry.get("treename", "Events"))
-        for dataset, entry in fileset.items()
-        for file in entry["files"]
-        if (dataset, file) not in opened
-    ]
-    skipped: list[dict[str, str]] = []
-    for check in unreadable:
-        kind = check.kind or OTHER
-        reason = check.reason or f"{kind}: could not be opened during preprocessing"
-        if not skip_bad:
-            hint = read_error_hint(kind)
-            raise InputFileError(
-                f"input file {check.file} of dataset {check.dataset!r} cannot be read ({kind}): {check.error or reason}. "
-                + (f"Hint: {hint}. " if hint else "")
-                + "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
-                "'skip-bad-files: true') to skip it"
-            )
-        log.warning("Skipping input file %s of dataset %r: %s", check.file, check.dataset, reason)
-        skipped.append(_skip_entry(check.dataset, check.file, reason, kind))
+    """Process ``fileset`` (a subset of ``cfg.fileset``) and return the finalised output.
 
-    executor_instance = executor
+    ``checkpoints`` (``output_folder.Checkpoints``), when given, is resumed from and kept up
+    to date; on any error or interruption it holds every chunk that finished.
+    """
+    skip_bad = bool(run_options.get("skip-bad-files"))
+    cache: dict = {}
+    chunks = prepare_chunks(fileset, run_options, executor, cache)
+    entries = _file_entries(cache, chunks)
+    interval = float(run_options.get("checkpoint-interval") or DEFAULT_CHECKPOINT_INTERVAL)
+    accounting = _Accounting(checkpoints, interval)
+    if checkpoints is not None:
+        accumulator, ledger = checkpoints.load()
+        if ledger is not None:
+            accounting.accumulator, accounting.ledger = accumulator, ledger
+            log.info("Resuming from %s: %d events already processed", checkpoints.path,
+                     sum(processed_events(ledger).values()))
+    opened = {(c.dataset, c.filename) for c in chunks}
+    for dataset, entry in fileset.items():
+        for file in entry["files"]:
+            if (dataset, file) in opened:
+                continue
+            check = check_file(dataset, file, entry.get("treename", "Events"))
+            kind = check.kind or OTHER
+            reason = check.reason or f"{kind}: could not be opened during preprocessing"
+            if not skip_bad:
+                hint = read_error_hint(kind)
+                raise InputFileError(
+                    f"input file {check.file} of dataset {check.dataset!r} cannot be read ({kind}): {check.error or reason}. "
+                    + (f"Hint: {hint}. " if hint else "")
+                    + "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
+                    "'skip-bad-files: true') to skip it"
+                )
+            log.warning("Skipping input file %s of dataset %r: %s", check.file, check.dataset, reason)
+            accounting.skipped.append(_skip_entry(check.dataset, check.file, reason, kind))
+            record(accounting.ledger, identity=file_identity(file, check.uuid), dataset=dataset, url=file,
+                   entries=check.entries, start=0, stop=check.entries, status=SKIPPED, kind=kind, reason=reason)
+
     expected: dict[str, int] = {}
     for chunk in chunks:
         expected[chunk.dataset] = expected.get(chunk.dataset, 0) + 1
+    todo = [c for c in chunks if not _already_processed(accounting.ledger, c)]
     if processor_instance is None:
         processor_instance = cfg.workflow(cfg)
-    if not chunks:
-        log.warning("No chunk to process: every input file was skipped")
-        output = finalise_output({}, cfg)
-        output["processing_metadata"]["skipped_files"] = skipped
-        return RunResult(output=output, chunks_expected=expected, skipped_files=skipped)
-
-    runner = PocketCoffeaRunner(
-        executor=executor_instance,
-        chunksize=max(len(c) for c in chunks) or 1,
-        skipbadfiles=READ_FAILURES if skip_bad else False,
-        schema=NanoAODSchemaQuiet,
-    )
     import_chunk_modules(NanoAODSchemaQuiet)
-    start = time.perf_counter()
-    # Everything alive now (modules, the configuration) lives for the whole run: frozen, it is
-    # not rescanned by each full garbage collection (~80 ms each, ~5% of a run), and forked
-    # workers do not copy its pages when the collector would touch them.
-    gc.freeze()
-    try:
-        ordered = order_for_workers(chunks, int(getattr(executor_instance, "workers", 1) or 1))
-        wrapped = runner.run(ordered, processor_instance, treename="Events")
-    except Exception as exc:
-        if skip_bad and isinstance(exc, ValueError) and "No chunks returned results" in str(exc):
-            # coffea's way of saying that every chunk was dropped (only possible with skipbadfiles)
-            wrapped = {"out": finalise_output({}, cfg), "processed": set()}
-        elif not skip_bad and any(is_read_failure(e) for e in _exception_chain(exc)):
-            raise _processing_read_error(exc, chunks, fileset) from exc
-        else:
-            raise
-    finally:
-        gc.unfreeze()
-        INPUT_FILE.forget()
-        release_cached_xrootd_handles()
-    seconds = time.perf_counter() - start
-    output = wrapped["out"]
-    processed = wrapped.get("processed") or set()
 
-    lost: dict[tuple[str, str], list[WorkItem]] = {}
-    done = {(c.dataset, c.filename, c.entrystart, c.entrystop) for c in processed}
-    for chunk in chunks:
-        if (chunk.dataset, chunk.filename, chunk.entrystart, chunk.entrystop) not in done:
-            lost.setdefault((chunk.dataset, chunk.filename), []).append(chunk)
-    for (dataset, file), missing in lost.items():
-        events = sum(len(c) for c in missing)
-        # coffea swallowed the exception: open the file once more to classify why (a server
-        # that died during the run is a dead-server; a file that opens fine is "other")
-        recheck = check_file(dataset, file, fileset[dataset].get("treename", "Events"))
-        kind = recheck.kind or OTHER
-        reason = (
-            f"{kind}: read or processing error in {len(missing)} chunk(s), {events} events not processed "
-            "(skipped by skip-bad-files; see the log for the error)"
-            + (f"; reopening the file: {recheck.error}" if recheck.error else "")
-        )
-        log.warning("Input file %s of dataset %r partly skipped: %s", file, dataset, reason)
-        skipped.append(_skip_entry(dataset, file, reason, kind))
-    output["processing_metadata"]["skipped_files"] = skipped
-    return RunResult(output=output, chunks_expected=expected, processing_seconds=seconds, skipped_files=skipped)
+    def done(chunk, output):
+        _record_chunk(accounting, chunk, entries, PROCESSED)
+        accounting.add(output)
+
+    def skipped(chunk, failure):
+        reason = f"{failure.kind}: {failure.message}"
+        accounting.skipped.append(_skip_entry(chunk.dataset, chunk.filename, reason, failure.kind))
+        _record_chunk(accounting, chunk, entries, SKIPPED, kind=failure.kind, reason=failure.message)
+
+    start = time.perf_counter()
+    if todo:
+        workers = int(getattr(executor, "workers", 1) or 1)
+        backend = backend_for(executor, processor_instance)
+        progress, task = _progress_bar(len(chunks), len(chunks) - len(todo), f"Processing ({backend.description})")
+        callbacks = ChunkCallbacks(done=done, skipped=skipped, progress=lambda chunk: progress.advance(task))
+        scheduler = ChunkScheduler(backend, ChunkSettings(NanoAODSchemaQuiet), int(run_options.get("retries") or 0),
+                                   skip_bad, callbacks)
+        # Everything alive now (modules, the configuration) lives for the whole run: frozen, it is
+        # not rescanned by each full garbage collection (~80 ms each, ~5% of a run), and forked
+        # workers do not copy its pages when the collector would touch them.
+        gc.freeze()
+        try:
+            with progress:
+                scheduler.run(order_for_workers(todo, workers))
+            backend.stop()
+        except BaseException:
+            _save_keeping_error(accounting)
+            raise
+        finally:
+            gc.unfreeze()
+            INPUT_FILE.forget()
+            release_cached_xrootd_handles()
+        accounting.save()
+    elif not chunks:
+        log.warning("No chunk to process: every input file was skipped")
+    seconds = time.perf_counter() - start
+    output = finalise_output(accounting.accumulator or {}, cfg)
+    output["processing_metadata"]["skipped_files"] = accounting.skipped
+    output["processing_metadata"][LEDGER_KEY] = accounting.ledger
+    return RunResult(output=output, chunks_expected=expected, processing_seconds=seconds,
+                     skipped_files=accounting.skipped, ledger=accounting.ledger)

@@ -1,0 +1,455 @@
+"""Hand chunks to the executor's workers one by one and account for every one of them.
+
+coffea's executors take the whole list of chunks and give back one sum: a chunk either
+ends in it or the run ends. Exactly-once accounting needs more, so the run drives the
+executor's workers itself, one chunk per task, and decides per chunk:
+
+- it **succeeded**: its output is added and its entry range goes into the ledger;
+- its **input file could not be read** (``failures.ChunkFailure`` category ``read``): it is
+  tried again, up to ``retries`` times (deterministic kinds such as a corrupt file twice at
+  most), then skipped (``skip-bad-files``) or the run fails naming the file;
+- **the analysis failed** (an exception of the user's code or configuration): never retried;
+  the run stops, naming the dataset, file, entry range, exception and the user's frame;
+- **its worker died** (killed by the OOM killer, ``kill -9``): every chunk that was running
+  in the pool is run again, each alone; a chunk that kills its worker alone twice is failed.
+
+Backends adapt coffea's executor objects, so a factory (also a user's custom one) keeps
+returning ``IterativeExecutor``, ``FuturesExecutor``, ``DaskExecutor`` or ``ParslExecutor``.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import ctypes
+import hashlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+from coffea import processor as coffea_processor
+
+from pc_core.errors import ExecutorError, PocketCoffeaError
+from pc_core.read_errors import read_error_hint
+
+from .chunk_work import ChunkPhaseError, process_chunk
+from .failures import ChunkFailure, classify_chunk_failure
+
+log = logging.getLogger(__name__)
+
+# read failures that do not change when read again: one retry (a network hiccup can still
+# corrupt one transfer), not the full ``retries``
+DETERMINISTIC_READ_KINDS = frozenset({"missing-file", "corrupt-file", "permission"})
+DETERMINISTIC_READ_RETRIES = 1
+MAX_SOLO_DEATHS = 2
+
+
+# --------------------------------------------------------------------------- the task
+
+
+@dataclass(frozen=True)
+class ProcessorPayload:
+    """The processor, pickled once; unpickled once per worker process (by its digest)."""
+
+    digest: str
+    data: bytes
+
+    @classmethod
+    def of(cls, processor_instance) -> ProcessorPayload:
+        data = cloudpickle.dumps(processor_instance)
+        return cls(hashlib.sha256(data).hexdigest(), data)
+
+    def load(self):
+        cached = _PROCESSOR_CACHE.get(self.digest)
+        if cached is None:
+            _PROCESSOR_CACHE.clear()
+            cached = _PROCESSOR_CACHE[self.digest] = cloudpickle.loads(self.data)
+        return cached
+
+
+# one processor per worker process; a process holds the processor of the run it serves
+_PROCESSOR_CACHE: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    schema: type
+    timeout: int = 60
+
+
+def run_chunk_task(item, processor, settings: ChunkSettings) -> tuple[str, Any]:
+    """One chunk in a worker: ``("ok", output)`` or ``("failed", ChunkFailure)``; never raises."""
+    if isinstance(processor, ProcessorPayload):
+        processor = processor.load()
+    try:
+        return "ok", process_chunk(item, processor, settings.schema, settings.timeout)
+    except ChunkPhaseError as exc:
+        return "failed", classify_chunk_failure(exc.original, item.filename, exc.phase)
+    except Exception as exc:  # noqa: BLE001 - anything else is ours or the user's: stop, named
+        return "failed", classify_chunk_failure(exc, item.filename, "process")
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class WorkerDied(Exception):
+    """The process (or dask worker) running a chunk died."""
+
+
+def _worker_initializer() -> None:
+    """In a forked worker: die with the main process (a SIGKILLed run leaves no orphans) and
+    leave Ctrl-C to the main process, which stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+class InlineBackend:
+    """Iterative: each chunk in this process, when submitted."""
+
+    capacity = 1
+    description = "iterative"
+
+    def __init__(self, payload_processor):
+        self.processor = payload_processor
+
+    def submit(self, item, settings):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_result(run_chunk_task(item, self.processor, settings))
+        return future
+
+    def wait(self, futures):
+        return set(futures)
+
+    def result(self, future):
+        return future.result()
+
+    def restart(self):
+        pass
+
+    def stop(self):
+        pass
+
+
+class ProcessPoolBackend:
+    """Futures: ``workers`` processes forked from this one; a dead worker breaks the pool,
+    which is replaced."""
+
+    def __init__(self, payload: ProcessorPayload, workers: int):
+        self.payload = payload
+        self.workers = max(1, workers)
+        self.capacity = 2 * self.workers
+        self.description = f"futures ({self.workers} workers)"
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=context, initializer=_worker_initializer
+        )
+
+    def submit(self, item, settings):
+        return self.pool.submit(run_chunk_task, item, self.payload, settings)
+
+    def wait(self, futures):
+        done, _ = concurrent.futures.wait(futures, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
+        return done
+
+    def result(self, future):
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:
+            raise WorkerDied(self._death_detail()) from exc
+
+    def _death_detail(self) -> str:
+        codes = [p.exitcode for p in list((getattr(self.pool, "_processes", None) or {}).values())]
+        signals = [f"signal {-c} ({signal.Signals(-c).name})" for c in codes if c is not None and c < 0]
+        others = [f"exit code {c}" for c in codes if c is not None and c > 0]
+        return "a worker process died" + (f": {', '.join(signals + others)}" if signals or others else "")
+
+    def restart(self):
+        self._terminate()
+        self.pool = self._new_pool()
+
+    def _terminate(self):
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        for process in processes:
+            process.join(timeout=5)
+
+    def stop(self):
+        self._terminate()
+
+
+class DaskBackend:
+    """Dask: one task per chunk; dask itself reruns the tasks of a worker that died and
+    gives up (``KilledWorker``) on a task that killed ``allowed-failures`` workers."""
+
+    def __init__(self, payload: ProcessorPayload, client):
+        self.client = client
+        self.payload = client.scatter(payload, broadcast=True)
+        workers = len(client.scheduler_info().get("workers", {})) or 1
+        self.capacity = max(4, 4 * workers)
+        self.description = f"dask ({client.scheduler.address})"
+        self._submitted = 0
+
+    def submit(self, item, settings):
+        self._submitted += 1
+        key = f"pocket-coffea-chunk-{self._submitted}-{os.getpid()}"
+        return self.client.submit(run_chunk_task, item, self.payload, settings, key=key, pure=False, retries=0)
+
+    def wait(self, futures):
+        from distributed import wait
+
+        done, _ = wait(list(futures), timeout=1.0, return_when="FIRST_COMPLETED")
+        return set(done)
+
+    def result(self, future):
+        from distributed.scheduler import KilledWorker
+
+        try:
+            return future.result()
+        except KilledWorker as exc:
+            raise WorkerDied(f"dask gave up after it killed workers repeatedly: {exc}") from exc
+
+    def restart(self):
+        pass
+
+    def stop(self):
+        pass
+
+
+class ParslBackend:
+    """Parsl: one app call per chunk on the factory's loaded HighThroughputExecutor."""
+
+    def __init__(self, payload: ProcessorPayload):
+        from parsl.app.python import PythonApp
+
+        self.payload = payload
+        self.app = PythonApp(run_chunk_task)
+        self.capacity = 64
+        self.description = "parsl"
+
+    def submit(self, item, settings):
+        return self.app(item, self.payload, settings)
+
+    def wait(self, futures):
+        done, _ = concurrent.futures.wait(futures, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
+        return done
+
+    def result(self, future):
+        return future.result()
+
+    def restart(self):
+        pass
+
+    def stop(self):
+        pass
+
+
+def backend_for(executor, processor_instance):
+    """The backend driving the workers of one of coffea's executor objects."""
+    if isinstance(executor, coffea_processor.IterativeExecutor):
+        return InlineBackend(processor_instance)
+    payload = ProcessorPayload.of(processor_instance)
+    if isinstance(executor, coffea_processor.FuturesExecutor):
+        return ProcessPoolBackend(payload, int(executor.workers or 1))
+    if isinstance(executor, coffea_processor.DaskExecutor):
+        if executor.client is None:
+            raise ExecutorError("the dask executor has no client; its factory must set one in setup()")
+        return DaskBackend(payload, executor.client)
+    if isinstance(executor, coffea_processor.ParslExecutor):
+        return ParslBackend(payload)
+    raise ExecutorError(
+        f"executor object {type(executor).__name__} is not supported: an executor factory's get() must return "
+        "coffea.processor.IterativeExecutor, FuturesExecutor, DaskExecutor or ParslExecutor"
+    )
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class AnalysisError(PocketCoffeaError):
+    """The user's code or configuration failed on a chunk: never retried, the run stops."""
+
+    def __init__(self, item, failure: ChunkFailure):
+        self.item = item
+        self.failure = failure
+        where = f" at {failure.user_frame}" if failure.user_frame else ""
+        super().__init__(
+            f"the analysis failed on dataset {item.dataset!r}, file {item.filename}, entries "
+            f"{item.entrystart}-{item.entrystop}: {failure.message}{where}"
+        )
+
+
+class InputFileError(PocketCoffeaError):
+    """An input file cannot be read and skip-bad-files is off."""
+
+
+class ReadFailure(InputFileError):
+    """An input file could not be read after every retry, and skip-bad-files is off."""
+
+    def __init__(self, item, failure: ChunkFailure, attempts: int):
+        self.item = item
+        self.failure = failure
+        hint = read_error_hint(failure.kind)
+        super().__init__(
+            f"input file {item.filename} of dataset {item.dataset!r} could not be read ({failure.kind}) "
+            f"at entries {item.entrystart}-{item.entrystop} after {attempts} attempt(s): {failure.message}. "
+            + (f"Hint: {hint}. " if hint else "")
+            + "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
+            "'skip-bad-files: true') to skip it"
+        )
+
+
+class ChunkKilledWorkers(PocketCoffeaError):
+    """A chunk killed the worker running it, alone, repeatedly; not skippable (it is not the file)."""
+
+    def __init__(self, item, detail: str):
+        self.item = item
+        super().__init__(
+            f"chunk of dataset {item.dataset!r}, file {item.filename}, entries {item.entrystart}-{item.entrystop} "
+            f"killed the worker running it {MAX_SOLO_DEATHS} times while running alone ({detail}); "
+            "this is usually memory: lower the chunksize or raise mem-per-worker"
+        )
+
+
+@dataclass
+class _Attempt:
+    item: Any
+    read_failures: int = 0
+    deaths: int = 0
+    solo: bool = False
+
+
+@dataclass
+class ChunkCallbacks:
+    """What the scheduler tells its caller, in the caller's process."""
+
+    done: Callable[[Any, Any], None]  # (item, output)
+    skipped: Callable[[Any, ChunkFailure], None]  # (item, failure) skip-bad-files
+    progress: Callable[[Any], None] = lambda item: None
+
+
+@dataclass
+class ChunkScheduler:
+    backend: Any
+    settings: ChunkSettings
+    retries: int
+    skip_bad_files: bool
+    callbacks: ChunkCallbacks
+    failures_log: list[ChunkFailure] = field(default_factory=list)
+
+    def _retry_limit(self, failure: ChunkFailure) -> int:
+        if failure.kind in DETERMINISTIC_READ_KINDS:
+            return min(self.retries, DETERMINISTIC_READ_RETRIES)
+        return self.retries
+
+    def run(self, items: Iterable[Any]) -> None:
+        """Process every item exactly once (or skip it, named), or raise the first fatal error.
+
+        On a fatal error or an interruption, nothing more is submitted, the chunks already
+        running are abandoned (the backend is stopped) and every chunk that completed has
+        been passed to ``callbacks.done``.
+        """
+        backend = self.backend
+        queue = collections.deque(_Attempt(item) for item in items)
+        solo_queue: collections.deque[_Attempt] = collections.deque()
+        inflight: dict[Any, _Attempt] = {}
+        try:
+            while queue or solo_queue or inflight:
+                if solo_queue:
+                    if not inflight:
+                        attempt = solo_queue.popleft()
+                        inflight[backend.submit(attempt.item, self.settings)] = attempt
+                else:
+                    while queue and len(inflight) < backend.capacity:
+                        attempt = queue.popleft()
+                        inflight[backend.submit(attempt.item, self.settings)] = attempt
+                for future in backend.wait(list(inflight)):
+                    attempt = inflight.pop(future, None)
+                    if attempt is None:
+                        continue
+                    try:
+                        status, value = backend.result(future)
+                    except WorkerDied as death:
+                        self._worker_died(attempt, str(death), inflight, solo_queue)
+                        break
+                    if status == "ok":
+                        self.callbacks.done(attempt.item, value)
+                        self.callbacks.progress(attempt.item)
+                        continue
+                    self._failed(attempt, value, queue)
+        except BaseException:
+            for future in inflight:
+                future.cancel()
+            backend.stop()
+            raise
+
+    def _worker_died(self, attempt: _Attempt, detail: str, inflight: dict, solo_queue) -> None:
+        """Every chunk that was in the pool goes again, alone; one that kills its worker alone
+        ``MAX_SOLO_DEATHS`` times is failed."""
+        victims = [attempt, *inflight.values()]
+        inflight.clear()
+        if attempt.solo:
+            attempt.deaths += 1
+            log.warning("A worker died running alone the chunk %s[%d:%d] of %s (%s); death %d of %d",
+                        attempt.item.filename, attempt.item.entrystart, attempt.item.entrystop,
+                        attempt.item.dataset, detail, attempt.deaths, MAX_SOLO_DEATHS)
+            if attempt.deaths >= MAX_SOLO_DEATHS:
+                raise ChunkKilledWorkers(attempt.item, detail)
+        else:
+            log.warning("%s; its %d running chunk(s) are run again, one at a time", detail, len(victims))
+        self.backend.restart()
+        for victim in victims:
+            victim.solo = True
+        solo_queue.extendleft(reversed(victims))
+
+    def _failed(self, attempt: _Attempt, failure: ChunkFailure, queue) -> None:
+        self.failures_log.append(failure)
+        item = attempt.item
+        if failure.category != "read":
+            raise AnalysisError(item, failure)
+        attempt.read_failures += 1
+        limit = self._retry_limit(failure)
+        if attempt.read_failures <= limit:
+            log.warning("Reading %s (entries %d-%d) failed (%s), attempt %d of %d: %s", item.filename,
+                        item.entrystart, item.entrystop, failure.kind, attempt.read_failures, limit + 1, failure.message)
+            queue.appendleft(attempt)
+            return
+        if not self.skip_bad_files:
+            raise ReadFailure(item, failure, attempt.read_failures)
+        log.warning("Skipping entries %d-%d of input file %s of dataset %r (%s) after %d attempt(s): %s",
+                    item.entrystart, item.entrystop, item.filename, item.dataset, failure.kind,
+                    attempt.read_failures, failure.message)
+        self.callbacks.skipped(item, failure)
+        self.callbacks.progress(item)
+
+
+__all__ = [
+    "AnalysisError",
+    "ChunkCallbacks",
+    "ChunkKilledWorkers",
+    "ChunkScheduler",
+    "ChunkSettings",
+    "InputFileError",
+    "ProcessorPayload",
+    "ReadFailure",
+    "backend_for",
+    "run_chunk_task",
+]

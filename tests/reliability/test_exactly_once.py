@@ -1,0 +1,369 @@
+"""Faults injected for real into `pocket-coffea run`, each followed by exact accounting.
+
+Every test runs the real command in its own process on the real NanoAOD samples and checks
+events and sums of genWeight against an independent uproot count of the inputs: processed
+plus skipped equals the input, nothing is counted twice, and a resumed run equals an
+uninterrupted one. docs/reliability.md lists the results.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+from analysis_testlib import DATA, DY, TT, standard_fileset
+from fault_analysis import make_fault_analysis
+from outputs_compare import assert_outputs_equal
+from pc_core.ledger import completeness_problems, processed_events
+from pc_core.output import load_output
+from service_guard import require_service
+
+CLI = str(Path(sys.executable).parent / "pocket-coffea")
+STATE = ".pocket-coffea"
+
+
+def uproot_counts(fileset: dict) -> dict[str, tuple[int, float]]:
+    """(events, sum of genWeight) per dataset, read with uproot alone."""
+    counts = {}
+    for dataset, entry in fileset.items():
+        events, sumw = 0, 0.0
+        for path in entry["files"]:
+            tree = uproot.open(path)["Events"]
+            events += tree.num_entries
+            if entry["metadata"]["isMC"] and tree.num_entries:
+                sumw += float(np.sum(tree["genWeight"].array(library="np").astype(np.float64)))
+        counts[dataset] = (events, sumw)
+    return counts
+
+
+def output_counts(output: dict) -> dict[str, tuple[int, float]]:
+    return {
+        dataset: (int(n), float(output["sum_genweights"].get(dataset, 0.0)))
+        for dataset, n in output["cutflow"]["initial"].items()
+    }
+
+
+def run(args: list, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "run", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def fault_env(**faults: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PC_FAULT_")}
+    env.update(faults)
+    return env
+
+
+@pytest.fixture(scope="module")
+def fileset(nanoaod_dir) -> dict:
+    return standard_fileset(nanoaod_dir)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, fileset) -> Path:
+    return make_fault_analysis(tmp_path_factory.mktemp("faults"), fileset)
+
+
+@pytest.fixture(scope="module")
+def expected(fileset) -> dict:
+    return uproot_counts(fileset)
+
+
+@pytest.fixture(scope="module")
+def reference(config, tmp_path_factory) -> dict:
+    """An uninterrupted iterative run, 5-event chunks: what every faulty run must equal."""
+    outdir = tmp_path_factory.mktemp("reference")
+    result = run(["--cfg", config, "-o", outdir, "-c", 5], env=fault_env())
+    assert result.returncode == 0, result.stderr
+    return load_output(outdir / "output_all.coffea")
+
+
+def assert_exact(output: dict, expected: dict, fileset: dict) -> None:
+    counts = output_counts(output)
+    assert set(counts) == set(expected)
+    for dataset, (events, sumw) in expected.items():
+        assert counts[dataset][0] == events, dataset
+        assert counts[dataset][1] == pytest.approx(sumw, rel=1e-12, abs=1e-9), dataset
+    ledger = output["processing_metadata"]["ledger"]
+    assert completeness_problems(ledger, fileset) == []
+    assert processed_events(ledger) == {d: n for d, (n, _) in expected.items()}
+
+
+# --------------------------------------------------------------------------- worker death
+
+
+def test_futures_worker_killed_once_is_rerun_exactly(config, tmp_path, fileset, expected, reference):
+    marker = tmp_path / "killed"
+    result = run(["--cfg", config, "-o", tmp_path / "out", "-e", "futures", "-s", 2, "-c", 5],
+                 env=fault_env(PC_FAULT_KILL_ONCE=str(marker)))
+    assert marker.exists(), "the fault did not fire"
+    assert result.returncode == 0, result.stderr
+    assert "worker process died" in result.stderr and "SIGKILL" in result.stderr
+    output = load_output(tmp_path / "out" / "output_all.coffea")
+    assert_exact(output, expected, fileset)
+    assert_outputs_equal(output, reference, rtol=1e-12, skip=("ledger",))
+
+
+def test_chunk_that_always_kills_its_worker_fails_named(config, tmp_path):
+    result = run(["--cfg", config, "-o", tmp_path / "out", "-e", "futures", "-s", 2, "-c", 5],
+                 env=fault_env(PC_FAULT_KILL_ALWAYS="1"))
+    assert result.returncode == 1
+    assert "nano_dy.root, entries 10-15 killed the worker running it 2 times" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out" / "output_all.coffea").exists()
+    report = json.loads((tmp_path / "out" / "processing_report.json").read_text())
+    assert report["failed"] == ["all"]
+    assert json.loads((tmp_path / "out" / "failed_jobs.json").read_text()) == ["all"]
+
+
+# --------------------------------------------------------------------------- the user's errors
+
+
+def test_analysis_error_is_not_retried_and_named_once(config, tmp_path):
+    attempts = tmp_path / "attempts"
+    result = run(["--cfg", config, "-o", tmp_path / "out", "-c", 5], env=fault_env(PC_FAULT_RAISE=str(attempts)))
+    assert result.returncode == 1
+    assert attempts.read_text().count("attempt") == 1  # retries is 20, but a bug is not retried
+    message = " ".join(result.stderr.split())
+    assert f"dataset {DY!r}" in message and "nano_dy.root" in message and "entries 10-15" in message
+    assert "ValueError: the analysis cannot handle this chunk" in message
+    assert "fault_workflow.py:" in message  # the user's frame
+    assert "Traceback" not in result.stderr
+    assert "Traceback" in (tmp_path / "out" / "run.log").read_text()
+
+
+def test_missing_correction_file_is_an_analysis_error_not_a_bad_input(config, tmp_path):
+    result = run(["--cfg", config, "-o", tmp_path / "out", "--skip-bad-files"], env=fault_env(PC_FAULT_CORRECTION="1"))
+    assert result.returncode == 1
+    assert "FileNotFoundError" in result.stderr and "missing_sf.json" in result.stderr
+    assert "skipped" not in result.stderr.lower() or "0 skipped" in result.stderr.lower()
+    assert not (tmp_path / "out" / "output_all.coffea").exists()
+
+
+# --------------------------------------------------------------------------- bad input files
+
+
+def test_truncated_file_is_skipped_as_corrupt_with_exact_accounting(config, tmp_path, fileset, nanoaod_dir):
+    broken = tmp_path / "nano_tt_truncated.root"
+    data = (nanoaod_dir / "nano_tt_v12.root").read_bytes()
+    broken.write_bytes(data[: int(len(data) * 0.6)])
+    faulty = json.loads(json.dumps(fileset))
+    faulty[TT]["files"] = [str(broken)]
+    config_dir = config.parent
+    (config_dir / "fileset.json").write_text(json.dumps(faulty))
+    try:
+        failed = run(["--cfg", config, "-o", tmp_path / "strict", "-c", 50], env=fault_env())
+        skipped = run(["--cfg", config, "-o", tmp_path / "skip", "-c", 50, "--skip-bad-files"], env=fault_env())
+    finally:
+        (config_dir / "fileset.json").write_text(json.dumps(fileset))
+    assert failed.returncode == 1
+    assert "nano_tt_truncated.root" in failed.stderr and "corrupt-file" in failed.stderr
+    assert skipped.returncode == 0, skipped.stderr
+    output = load_output(tmp_path / "skip" / "output_all.coffea")
+    good = {d: e for d, e in fileset.items() if d != TT}
+    counts = output_counts(output)
+    for dataset, (events, sumw) in uproot_counts(good).items():
+        assert counts[dataset] == (events, pytest.approx(sumw, rel=1e-12, abs=1e-9))
+    ledger = output["processing_metadata"]["ledger"]
+    tt_rows = [e for e in ledger["files"].values() if e["dataset"] == TT]
+    assert len(tt_rows) == 1 and tt_rows[0]["processed"] == []
+    assert [s["kind"] for s in tt_rows[0]["skipped"]] == ["corrupt-file"]
+    report = json.loads((tmp_path / "skip" / "processing_report.json").read_text())
+    assert [s["kind"] for s in report["skipped_files"]] == ["corrupt-file"]
+
+
+# --------------------------------------------------------------------------- interruption and resume
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+def _start(args: list, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([CLI, "run", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+
+
+def test_sigkill_of_the_process_tree_then_rerun_resumes_identically(config, tmp_path, fileset, expected, reference):
+    outdir = tmp_path / "out"
+    args = ["--cfg", config, "-o", outdir, "-c", 5]
+    options = tmp_path / "options.yaml"
+    options.write_text("checkpoint-interval: 1\n")
+    process = _start([*args, "-ro", options], fault_env(PC_FAULT_SLEEP="0.1"))
+    _wait_for(outdir / STATE / "checkpoints" / "all" / "snapshot.coffea", process)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole process tree, as a node failure would
+    process.communicate()
+    assert not (outdir / "output_all.coffea").exists()
+    resumed = run([*args, "-ro", options], env=fault_env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming" in resumed.stderr
+    output = load_output(outdir / "output_all.coffea")
+    assert_exact(output, expected, fileset)
+    assert_outputs_equal(output, reference, rtol=0)  # iterative: identical to the last bit
+    assert not (outdir / STATE / "checkpoints" / "all").exists()
+
+
+def test_sigterm_stops_workers_writes_report_and_resumes(config, tmp_path, fileset, expected, reference):
+    outdir = tmp_path / "out"
+    args = ["--cfg", config, "-o", outdir, "-e", "futures", "-s", 2, "-c", 5]
+    options = tmp_path / "options.yaml"
+    options.write_text("checkpoint-interval: 1\n")
+    process = _start([*args, "-ro", options], fault_env(PC_FAULT_SLEEP="0.1"))
+    _wait_for(outdir / STATE / "checkpoints" / "all" / "snapshot.coffea", process)
+    children = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) >= 3  # the main process and two workers
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "rerun the same command" in " ".join(stderr.split())
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert left == [], "worker processes outlived the run"
+    report = json.loads((outdir / "processing_report.json").read_text())
+    assert report["interrupted"] == ["all"]
+    resumed = run(args, env=fault_env())
+    assert resumed.returncode == 0, resumed.stderr
+    output = load_output(outdir / "output_all.coffea")
+    assert_exact(output, expected, fileset)
+    assert_outputs_equal(output, reference, rtol=1e-12, skip=("ledger",))
+
+
+def test_changed_config_refuses_to_resume_and_says_why(config, tmp_path, fileset):
+    outdir = tmp_path / "out"
+    options = tmp_path / "options.yaml"
+    options.write_text("checkpoint-interval: 1\n")
+    attempts = tmp_path / "attempts"
+    failed = run(["--cfg", config, "-o", outdir, "-c", 5, "-ro", options], env=fault_env(PC_FAULT_RAISE=str(attempts)))
+    assert failed.returncode == 1
+    workflow = config.parent / "fault_workflow.py"
+    original = workflow.read_text()
+    workflow.write_text(original + "\n# fixed\n")
+    try:
+        refused = run(["--cfg", config, "-o", outdir, "-c", 5, "-ro", options], env=fault_env())
+    finally:
+        workflow.write_text(original)
+    assert refused.returncode == 1
+    assert "different configuration (changed: modules beside the config)" in " ".join(refused.stderr.split())
+
+
+def test_failed_run_without_ps_is_finished_by_rerunning(config, tmp_path, fileset, expected, reference):
+    outdir = tmp_path / "out"
+    options = tmp_path / "options.yaml"
+    options.write_text("checkpoint-interval: 1\n")
+    # an analysis error on one chunk, then the same command without the fault
+    attempts = tmp_path / "attempts"
+    failed = run(["--cfg", config, "-o", outdir, "-c", 5, "-ro", options], env=fault_env(PC_FAULT_RAISE=str(attempts)))
+    assert failed.returncode == 1
+    assert json.loads((outdir / "failed_jobs.json").read_text()) == ["all"]
+    snapshot = outdir / STATE / "checkpoints" / "all" / "snapshot.coffea"
+    assert snapshot.exists()  # the chunks before the failing one are kept
+    finished = run(["--cfg", config, "-o", outdir, "-c", 5, "-ro", options, "--resubmit-failed"], env=fault_env())
+    assert finished.returncode == 0, finished.stderr
+    assert_exact(load_output(outdir / "output_all.coffea"), expected, fileset)
+    assert not (outdir / "failed_jobs.json").exists()
+
+
+# --------------------------------------------------------------------------- the output folder
+
+
+def test_output_folder_is_owned(config, tmp_path, fileset, expected):
+    outdir = tmp_path / "out"
+    first = run(["--cfg", config, "-o", outdir, "-c", 20], env=fault_env())
+    assert first.returncode == 0, first.stderr
+    again = run(["--cfg", config, "-o", outdir, "-c", 20], env=fault_env())
+    assert again.returncode == 0 and "Nothing to do" in again.stdout
+    other = run(["--cfg", config, "-o", outdir, "-c", 10], env=fault_env())
+    assert other.returncode == 1
+    assert "different fileset or chunking" in " ".join(other.stderr.split())
+    assert "--overwrite" in other.stderr
+    replaced = run(["--cfg", config, "-o", outdir, "-c", 10, "--overwrite"], env=fault_env())
+    assert replaced.returncode == 0, replaced.stderr
+    assert_exact(load_output(outdir / "output_all.coffea"), expected, fileset)
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "output_all.coffea").write_bytes(b"an earlier run")
+    refused = run(["--cfg", config, "-o", legacy], env=fault_env())
+    assert refused.returncode == 1 and "holds the results of an earlier run" in " ".join(refused.stderr.split())
+    assert (legacy / "output_all.coffea").read_bytes() == b"an earlier run"
+
+
+def test_two_runs_into_one_folder_the_second_is_refused(config, tmp_path):
+    outdir = tmp_path / "out"
+    process = _start(["--cfg", config, "-o", outdir, "-c", 5], fault_env(PC_FAULT_SLEEP="0.2"))
+    _wait_for(outdir / STATE / "run_state.json", process)
+    second = run(["--cfg", config, "-o", outdir, "-c", 5], env=fault_env())
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert second.returncode == 1
+    assert f"is in use by another run (pid {process.pid}" in " ".join(second.stderr.split())
+
+
+def test_full_disk_keeps_the_processed_chunks_and_rerun_finishes(config, tmp_path, fileset, expected):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m", "tmpfs", str(mount)], capture_output=True)
+    require_service("a 80 MB tmpfs (mount -t tmpfs, needs root)", mounted.returncode == 0, mounted.stderr.decode())
+    try:
+        outdir = mount / "out"
+        full = run(["--cfg", config, "-o", outdir, "-c", 5], env=fault_env(PC_FAULT_FILL=str(mount)))
+        assert full.returncode == 1
+        message = " ".join(full.stderr.split())
+        assert "No space left on device" in message and "pocket-coffea-rescue" in message, message
+        assert not (outdir / "output_all.coffea").exists()
+        (mount / "filler").unlink()
+        finished = run(["--cfg", config, "-o", outdir, "-c", 5], env=fault_env())
+        assert finished.returncode == 0, finished.stderr
+        assert_exact(load_output(outdir / "output_all.coffea"), expected, fileset)
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_too_little_free_space_is_refused_before_processing(config, tmp_path):
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    require_service("a 8 MB tmpfs (mount -t tmpfs, needs root)", mounted.returncode == 0, mounted.stderr.decode())
+    try:
+        result = run(["--cfg", config, "-o", mount / "out"], env=fault_env())
+        assert result.returncode == 1
+        assert "MB free; at least 67 MB are needed" in " ".join(result.stderr.split())
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def test_merge_refuses_output_all_with_the_ps_outputs_of_the_same_inputs(config, tmp_path, expected):
+    whole = run(["--cfg", config, "-o", tmp_path / "all"], env=fault_env())
+    separate = run(["--cfg", config, "-o", tmp_path / "ps", "-ps"], env=fault_env())
+    assert whole.returncode == 0 and separate.returncode == 0, (whole.stderr, separate.stderr)
+    pieces = sorted((tmp_path / "ps").glob("output_*.coffea"))
+    assert len(pieces) == 3
+    merged = subprocess.run(
+        [str(Path(CLI).parent / "pocket-coffea"), "merge-outputs", str(tmp_path / "all" / "output_all.coffea"),
+         *map(str, pieces), "-o", str(tmp_path / "merged.coffea")], capture_output=True, text=True)
+    assert merged.returncode != 0
+    message = " ".join(merged.stderr.split())
+    assert "output_all.coffea" in message and f"output_{DY}.coffea" in message and "nano_dy.root" in message
+    assert "entries 0-40" in message
+    assert not (tmp_path / "merged.coffea").exists()
+    good = subprocess.run(
+        [str(Path(CLI).parent / "pocket-coffea"), "merge-outputs", *map(str, pieces), "-o", str(tmp_path / "ok.coffea")],
+        capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    counts = output_counts(load_output(tmp_path / "ok.coffea"))
+    assert {d: n for d, (n, _) in counts.items()} == {d: n for d, (n, _) in expected.items()}
+    assert DATA in counts
