@@ -2,9 +2,18 @@
 
 Inputs are ``.coffea`` files (or glob patterns) and/or a jobs directory written by the
 manual-job executors (``-jc``), whose ``jobs_config.yaml`` lists every job and its output.
-Before anything is written the command checks that every job output exists and that, for
-every dataset, the ``cutflow["initial"]`` events summed over the outputs equal the dataset's
-``nevents`` metadata. The merged output is written atomically; inputs are only read.
+Before anything is written the command checks (docs/merging.md):
+
+- with ``-jc``, that every job is flagged done (``pc_jobs.job_flags``) and its output exists;
+- with the processing ledgers (``processing_metadata["ledger"]``, ``pc_core.ledger``), that
+  no entry range of any input file is added twice (``LedgerOverlapError`` naming both
+  outputs) and that every entry range of every file of the fileset (``--fileset``, else the
+  jobs' filesets, else the files the outputs themselves name) is processed exactly once, or
+  listed as skipped/failed (reported, not an error);
+- for outputs written before ledgers existed only, that ``cutflow["initial"]`` summed over
+  the outputs equals the dataset's ``nevents`` metadata (by event counts only).
+
+The merged output is written atomically; inputs are only read.
 
 ``jobs_config.yaml`` (written by the condor executors, documented in docs/merging.md)::
 
@@ -25,6 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import yaml
@@ -34,8 +44,21 @@ from rich.table import Table
 
 from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
 from pc_core.errors import DatasetError, OutputError
-from pc_core.fileset import normalise_dataset, save_fileset_json
+from pc_core.fileset import load_fileset_jsons, normalise_dataset, save_fileset_json
+from pc_core.ledger import (
+    FAILED,
+    LEDGER_KEY,
+    SKIPPED,
+    LedgerOverlapError,
+    completeness_problems,
+    find_file,
+    merge_ledgers,
+    normalise_url,
+    processed_events,
+)
 from pc_core.output import accumulate, check_output_keys, load_output, save_output
+
+from .job_flags import JobsFolderError, scan_jobs
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +67,7 @@ MERGED_OUTPUT_NAME = "output_merged.coffea"
 SKIMMED_DEFINITION_NAME = "skimmed_dataset_definition.json"
 # what merging itself relies on; the full format is pc_core.output.REQUIRED_KEYS
 MERGE_REQUIRED_KEYS = ("cutflow", "datasets_metadata")
+MAX_LISTED = 20  # longer lists of problems are cut, saying how many more there are
 
 
 class IncompleteOutputError(OutputError):
@@ -86,6 +110,25 @@ class JobsConfig:
                     total["nevents"] += int(meta["nevents"])
                 if meta.get("nevents_estimated"):
                     total["nevents_estimated"] = True
+        return result
+
+    def union_fileset(self) -> dict[str, dict[str, Any]]:
+        """Every job's slice united per dataset: its files (in order, once) and its metadata
+        with ``nevents`` summed over the slices (``file_nevents`` dropped)."""
+        totals = self.expected_datasets()
+        result: dict[str, dict[str, Any]] = {}
+        seen: dict[str, set[str]] = {}
+        for job in self.jobs:
+            for dataset, entry in job.fileset.items():
+                if dataset not in result:
+                    meta = {k: v for k, v in entry["metadata"].items() if k != "file_nevents"}
+                    meta.update(totals[dataset])
+                    result[dataset] = {"files": [], "metadata": meta}
+                    seen[dataset] = set()
+                for url in entry["files"]:
+                    if url not in seen[dataset]:
+                        seen[dataset].add(url)
+                        result[dataset]["files"].append(url)
         return result
 
     def datasets_of(self, job_names: Iterable[str]) -> set[str]:
@@ -188,17 +231,311 @@ def _dedupe(paths: Iterable[Path]) -> list[Path]:
     return result
 
 
+# --------------------------------------------------------------------------- job flags
+
+
+def _cap(lines: Sequence[str], limit: int = MAX_LISTED) -> list[str]:
+    """``lines`` cut to ``limit``, the last line saying how many more there are."""
+    lines = list(lines)
+    if len(lines) <= limit:
+        return lines
+    return [*lines[:limit], f"... and {len(lines) - limit} more"]
+
+
+def job_states(jobs: JobsConfig) -> dict[str, str | None] | None:
+    """Every job's state flag as ``pc_jobs.job_flags.scan_jobs`` reads it (the newest flag wins,
+    so a ``job_{i}.failed`` newer than ``job_{i}.done`` means failed; no flag: None).
+
+    None when the folder holds no ``job_{i}.sub`` (a ``jobs_config.yaml`` not written by a
+    condor executor): the states are unknown and only the outputs' existence is checked.
+    """
+    try:
+        snapshot = scan_jobs(jobs.jobs_dir)
+    except JobsFolderError:
+        log.warning(
+            "%s holds no job_<i>.sub files (not written by a condor@<site> run?): the jobs' state flags "
+            "(job_<i>.done/.failed) are not checked, only that their outputs exist", jobs.jobs_dir,
+        )
+        return None
+    return {job.name: snapshot.states.get(int(job.name)) if job.name.isdigit() else None for job in jobs.jobs}
+
+
+def _describe_flag(jobs_dir: Path, name: str, state: str | None) -> str:
+    if state is None:
+        return f"has no state flag (no {jobs_dir / f'job_{name}'}.{{idle,running,done,failed}})"
+    flag = jobs_dir / f"job_{name}.{state}"
+    if state == "failed" and (jobs_dir / f"job_{name}.done").exists():
+        return f"is flagged failed ({flag}, newer than job_{name}.done)"
+    return f"is flagged {state} ({flag})"
+
+
+def select_job_outputs(jobs: JobsConfig, allow_missing: bool = False) -> tuple[list[Path], dict[str, str]]:
+    """The outputs of the jobs that are done, and ``{job: why it is left out}`` for the others.
+
+    A job whose output is missing, or which is not flagged done (failed, running, idle or no
+    flag: its output, if any, is stale or partial), stops the merge unless ``allow_missing``.
+    """
+    states = job_states(jobs)
+    outputs: list[Path] = []
+    missing: list[str] = []
+    not_done: list[str] = []
+    excluded: dict[str, str] = {}
+    for job in jobs.jobs:
+        exists = job.output.is_file()
+        state = states.get(job.name) if states is not None else None
+        if states is not None and state != "done":
+            flag = _describe_flag(jobs.jobs_dir, job.name, state)
+            if exists:
+                why = "is stale or partial" if state == "failed" else "is not final (an earlier attempt's, or still being written)"
+                not_done.append(f"job {job.name} {flag}: its output {job.output} {why}")
+                excluded[job.name] = f"job {job.name} {flag}"
+            else:
+                missing.append(f"job {job.name}: {job.output} (the job {flag})")
+                excluded[job.name] = f"job {job.name} {flag}, no output"
+        elif not exists:
+            note = " (flagged done, but the file is not there: moved or deleted?)" if states is not None else ""
+            missing.append(f"job {job.name}: {job.output}{note}")
+            excluded[job.name] = f"job {job.name}: output {job.output} is missing"
+        else:
+            outputs.append(job.output)
+    total = len(jobs.jobs)
+    sections = []
+    if missing:
+        sections.append(f"{len(missing)} of {total} job outputs listed in {jobs.path} are missing:\n  "
+                        + "\n  ".join(_cap(missing)))
+    if not_done:
+        sections.append(f"{len(not_done)} of {total} jobs listed in {jobs.path} are not done, their outputs "
+                        "cannot be merged:\n  " + "\n  ".join(_cap(not_done)))
+    if sections:
+        text = "\n".join(sections)
+        if not allow_missing:
+            raise IncompleteOutputError(
+                f"{text}\nNothing was written. Wait for/resubmit those jobs (check-jobs --resubmit, or run "
+                "--recreate-jobs), or pass --allow-missing to merge the done jobs only."
+            )
+        log.warning("Merging without %d job(s) (--allow-missing):\n%s", len(excluded), text)
+    return outputs, excluded
+
+
+def _not_merged_files(jobs: JobsConfig, excluded: Mapping[str, str]) -> dict[tuple[str, str], tuple[str, int | None]]:
+    """``{(dataset, url): (reason, events)}`` of the files of the jobs left out by --allow-missing."""
+    result: dict[tuple[str, str], tuple[str, int | None]] = {}
+    for job in jobs.jobs:
+        if job.name not in excluded:
+            continue
+        for dataset, entry in job.fileset.items():
+            files, meta = entry["files"], entry["metadata"]
+            per_file = meta.get("file_nevents")
+            for i, url in enumerate(files):
+                if per_file is not None and len(per_file) == len(files):
+                    events = int(per_file[i])
+                elif len(files) == 1 and meta.get("nevents") is not None and not meta.get("nevents_estimated"):
+                    events = int(meta["nevents"])
+                else:
+                    events = None
+                result[(dataset, url)] = (f"{excluded[job.name]} (--allow-missing)", events)
+    return result
+
+
 # --------------------------------------------------------------------------- checks
 
 
 @dataclass
 class EventsCheck:
-    """One dataset's initial-events comparison."""
+    """One dataset's completeness check.
+
+    ``method`` "ledger": ``found`` is the events the ledgers say were processed, ``status``
+    "ok", "partial" (every entry accounted for, some skipped/failed/not merged),
+    "incomplete" or "skipped" (--skip-initial-events-check). ``method`` "event counts" (outputs
+    without ledger): ``found`` is ``cutflow["initial"]``, ``status`` "ok", "mismatch",
+    "skipped", "unknown" or "estimated".
+    """
 
     dataset: str
     expected: int | None
     found: int
-    status: str  # "ok", "mismatch", "skipped", "unknown", "estimated"
+    status: str
+    not_processed: int = 0  # events in skipped/failed/not-merged ranges of known length
+    unknown_ranges: int = 0  # such ranges whose length is unknown (file never opened)
+    method: str = "event counts"
+
+
+@dataclass(frozen=True)
+class NotProcessed:
+    """An entry range of an input file that is not in the merged output, and why."""
+
+    dataset: str
+    file: str
+    start: int
+    stop: int | None  # None: to the end of the file
+    status: str  # "skipped" or "failed" (in the ledger), "not merged" (a job left out by --allow-missing)
+    kind: str
+    reason: str
+    events: int | None  # None: unknown (a file that was never opened has no known length)
+
+    @property
+    def entries(self) -> str:
+        return f"{self.start}-{'end' if self.stop is None else self.stop}"
+
+
+def _ledger_rows(ledger: Mapping[str, Any]) -> list[NotProcessed]:
+    """The skipped and failed ranges of ``ledger``, with their event counts where known."""
+    rows = []
+    for entry in (ledger.get("files") or {}).values():
+        entries = entry.get("entries")
+        for status in (SKIPPED, FAILED):
+            for item in entry.get(status) or []:
+                start, stop = int(item["start"]), item.get("stop")
+                end = stop if stop is not None else entries
+                rows.append(NotProcessed(
+                    str(entry.get("dataset", "")), str(entry.get("url", "")), start, stop, status,
+                    str(item.get("kind") or "other"), str(item.get("reason") or ""),
+                    None if end is None else int(end) - start,
+                ))
+    return rows
+
+
+def _lfn(url: str) -> str | None:
+    """The ``/store/...`` part of a file's path (the same on every replica), if any."""
+    path = urlsplit(normalise_url(url)).path
+    at = path.find("/store/")
+    return path[at:] if at >= 0 else None
+
+
+def _spelled_as_in_ledger(ledger: Mapping[str, Any], urls: Sequence[str]) -> dict[str, str]:
+    """``{fileset URL: URL to look up in the ledger}``.
+
+    check-jobs --resubmit and run --recreate-jobs move a job's reads to another replica,
+    while ``jobs_config.yaml`` keeps the submitted URLs: a fileset file that the ledger does
+    not know by its URL is looked up by the URL of the one ledger file with the same
+    ``/store/`` path that no fileset URL names.
+    """
+    files = ledger.get("files") or {}
+    by_url = {entry.get("url"): identity for identity, entry in files.items()}
+
+    def known(url: str) -> str | None:
+        wanted = normalise_url(url)
+        return by_url.get(wanted) or (f"url:{wanted}" if f"url:{wanted}" in files else None)
+
+    named = {known(url) for url in urls} - {None}
+    by_lfn: dict[str, list[str]] = {}
+    for identity, entry in files.items():
+        lfn = _lfn(entry.get("url") or "") if identity not in named else None
+        if lfn:
+            by_lfn.setdefault(lfn, []).append(entry["url"])
+    mapping = {}
+    for url in urls:
+        mapping[url] = url
+        if known(url) is None and (lfn := _lfn(url)) and len(by_lfn.get(lfn, ())) == 1:
+            mapping[url] = by_lfn[lfn][0]
+            log.info("File %s of the fileset was read from another replica, %s", url, mapping[url])
+    return mapping
+
+
+def _nevents_problem(dataset: str, ledger: Mapping[str, Any], meta: Mapping[str, Any]) -> str | None:
+    """Without a fileset, a file missing altogether shows only as entries < the dataset's nevents."""
+    nevents = meta.get("nevents")
+    if nevents is None or meta.get("nevents_estimated"):
+        return None
+    entries = [entry.get("entries") for entry in (ledger.get("files") or {}).values()]
+    if any(n is None for n in entries):
+        log.warning("Dataset %s: a file of it was never opened (unknown length), so whether files are missing "
+                    "altogether cannot be checked against its nevents %s; pass --fileset to name its files",
+                    dataset, nevents)
+        return None
+    total, expected = sum(int(n) for n in entries), int(float(nevents))
+    if total == expected:
+        return None
+    return (
+        f"dataset {dataset!r}: the {len(entries)} input file(s) of it in the outputs' ledgers hold {total} entries, "
+        f"but its nevents metadata is {expected}: files of it are in no output (or nevents is wrong); "
+        "pass --fileset FILESET.json (or -jc) to name the files"
+    )
+
+
+def check_ledger(
+    output: Mapping[str, Any],
+    ledger: Mapping[str, Any],
+    datasets: Iterable[str],
+    fileset: Mapping[str, Any] | None = None,
+    *,
+    skip: Iterable[str] = (),
+    not_merged: Mapping[tuple[str, str], tuple[str, int | None]] | None = None,
+    source: str | None = None,
+) -> tuple[list[EventsCheck], list[NotProcessed]]:
+    """Check that ``ledger`` accounts for every entry of ``datasets`` exactly once.
+
+    A dataset of ``fileset`` must have every entry range of every one of its files processed,
+    skipped or failed (``pc_core.ledger.completeness_problems``), except the files in
+    ``not_merged`` (jobs left out by --allow-missing), which are reported instead. A dataset
+    that ``fileset`` does not name is checked against the files the ledger holds for it,
+    and their entries against its ``nevents`` metadata (a file missing altogether).
+    Skipped, failed and not-merged ranges are returned as rows, not errors. Raises
+    IncompleteOutputError listing the problems, except for datasets in ``skip``, which warn.
+    """
+    skip = set(skip)
+    fileset = fileset or {}
+    not_merged = not_merged or {}
+    by_dataset = output.get("datasets_metadata", {}).get("by_dataset", {})
+    initial = output.get("cutflow", {}).get("initial", {})
+    datasets = list(dict.fromkeys(datasets))
+    wanted = set(datasets)
+    rows = [row for row in _ledger_rows(ledger) if row.dataset in wanted]
+    checks: list[EventsCheck] = []
+    errors: list[str] = []
+    self_described: list[str] = []
+    for dataset in datasets:
+        sub = {"version": ledger.get("version"),
+               "files": {i: e for i, e in (ledger.get("files") or {}).items() if e.get("dataset") == dataset}}
+        if dataset in fileset:
+            urls = list(dict.fromkeys(fileset[dataset].get("files") or []))
+            spelled = _spelled_as_in_ledger(sub, urls)
+            kept = []
+            for url in urls:
+                if (dataset, url) in not_merged and find_file(sub, spelled[url]) is None:
+                    reason, events = not_merged[(dataset, url)]
+                    rows.append(NotProcessed(dataset, url, 0, None, "not merged", "job-not-merged", reason, events))
+                else:
+                    kept.append(spelled[url])
+            problems = completeness_problems(sub, {dataset: {"files": kept}})
+            expected = fileset[dataset].get("metadata", {}).get("nevents")
+        else:
+            self_described.append(dataset)
+            meta = by_dataset.get(dataset, {})
+            problems = completeness_problems(sub, {dataset: {"files": [e.get("url") for e in sub["files"].values()]}})
+            problem = _nevents_problem(dataset, sub, meta)
+            problems += [problem] if problem else []
+            expected = meta.get("nevents")
+        found = processed_events(sub).get(dataset, 0)
+        mine = [row for row in rows if row.dataset == dataset]
+        if dataset in initial and int(initial[dataset]) != found:
+            log.warning("Dataset %s: cutflow['initial'] is %d but the ledgers say %d entries were processed",
+                        dataset, int(initial[dataset]), found)
+        if problems and dataset in skip:
+            log.warning("Dataset %s is incomplete (downgraded to a warning by --skip-initial-events-check):\n  %s",
+                        dataset, "\n  ".join(_cap(problems)))
+            status = "skipped"
+        elif problems:
+            errors.extend(problems)
+            status = "incomplete"
+        else:
+            status = "partial" if mine else "ok"
+        checks.append(EventsCheck(
+            dataset, None if expected is None else int(float(expected)), found, status,
+            sum(row.events for row in mine if row.events is not None),
+            sum(1 for row in mine if row.events is None), "ledger",
+        ))
+    if errors:
+        against = source or "the files the outputs' ledgers name"
+        if source and self_described:
+            against += " (for datasets it does not name: the files the outputs' ledgers name)"
+        raise IncompleteOutputError(
+            f"The outputs do not hold every entry of the inputs (processing ledgers checked against {against}); "
+            f"{len(errors)} problem(s):\n  " + "\n  ".join(_cap(errors))
+            + "\nNothing was written. Merge the outputs that processed those entries too, or process them again; "
+            "if the loss is intended, pass --skip-initial-events-check DATASET for each dataset."
+        )
+    return checks, rows
 
 
 def check_initial_events(
@@ -206,14 +543,17 @@ def check_initial_events(
     skip: Iterable[str] = (),
     expected_datasets: Mapping[str, Mapping[str, Any]] | None = None,
     tolerated: Iterable[str] = (),
+    datasets: Iterable[str] | None = None,
 ) -> list[EventsCheck]:
     """Compare ``cutflow["initial"]`` to the ``nevents`` metadata of every dataset.
 
-    Raises IncompleteOutputError for mismatches, except for datasets in ``skip``
-    (--skip-initial-events-check) or ``tolerated`` (touched by a job output that
-    --allow-missing let go), which only warn. ``expected_datasets`` (from jobs_config.yaml,
-    summed over all jobs) replaces the merged metadata's ``nevents`` for its datasets and
-    adds datasets that no merged output mentions.
+    The check of outputs without processing ledger: by event counts only, it cannot tell
+    every event once from some events twice. Raises IncompleteOutputError for mismatches,
+    except for datasets in ``skip`` (--skip-initial-events-check) or ``tolerated`` (touched
+    by a job output that --allow-missing let go), which only warn. ``expected_datasets``
+    (from jobs_config.yaml, summed over all jobs, or --fileset) replaces the merged
+    metadata's ``nevents`` for its datasets and adds datasets that no merged output
+    mentions. ``datasets``: check only those.
     """
     skip = set(skip)
     tolerated = set(tolerated)
@@ -224,10 +564,14 @@ def check_initial_events(
         if meta.get("nevents_estimated"):
             entry["nevents_estimated"] = True
     initial = output.get("cutflow", {}).get("initial", {})
-    unknown_skips = sorted(skip - set(by_dataset))
-    if unknown_skips:
-        log.warning("--skip-initial-events-check names datasets not in the outputs: %s (present: %s)",
-                    unknown_skips, sorted(by_dataset))
+    if datasets is None:
+        unknown_skips = sorted(skip - set(by_dataset))
+        if unknown_skips:
+            log.warning("--skip-initial-events-check names datasets not in the outputs: %s (present: %s)",
+                        unknown_skips, sorted(by_dataset))
+    else:
+        chosen = set(datasets)
+        by_dataset = {name: meta for name, meta in by_dataset.items() if name in chosen}
     checks: list[EventsCheck] = []
     errors: list[str] = []
     for dataset, meta in by_dataset.items():
@@ -310,9 +654,11 @@ def skimmed_dataset_definition(output: Mapping[str, Any]) -> dict[str, Any] | No
 class MergeResult:
     outputfile: Path
     inputs: list[Path]
-    missing_jobs: list[str] = field(default_factory=list)
+    missing_jobs: list[str] = field(default_factory=list)  # why each job left out by --allow-missing is
     checks: list[EventsCheck] = field(default_factory=list)
     skimmed_definition: Path | None = None
+    not_processed: list[NotProcessed] = field(default_factory=list)
+    fallback_note: str | None = None  # set when some datasets are checked by event counts only
 
 
 def _progress(console: Console) -> Progress:
@@ -326,6 +672,31 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def _load_fileset(fileset: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """``--fileset``: a fileset mapping, one JSON path or several; None when not given."""
+    if fileset is None:
+        return None, None
+    if isinstance(fileset, Mapping):
+        return dict(fileset), "the given fileset"
+    paths = [fileset] if isinstance(fileset, (str, os.PathLike)) else list(fileset)
+    if not paths:
+        return None, None
+    try:
+        loaded = load_fileset_jsons(paths)
+    except DatasetError as exc:
+        raise OutputError(f"--fileset: {exc}") from None
+    return loaded, f"--fileset {', '.join(str(p) for p in paths)}"
+
+
+def _datasets_in(output: Mapping[str, Any]) -> set[str]:
+    """The datasets an output holds something of."""
+    return {*output.get("datasets_metadata", {}).get("by_dataset", {}), *output.get("cutflow", {}).get("initial", {})}
+
+
+def _overlap(exc: LedgerOverlapError) -> LedgerOverlapError:
+    return LedgerOverlapError(f"{exc}\nNothing was written.")
+
+
 def merge_outputs(
     inputs: Sequence[str] = (),
     outputfile: str | os.PathLike | None = None,
@@ -334,31 +705,22 @@ def merge_outputs(
     overwrite: bool = False,
     allow_missing: bool = False,
     skip_initial_events_check: Iterable[str] = (),
+    fileset: Mapping[str, Any] | str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     console: Console | None = None,
 ) -> MergeResult:
     """Merge outputs after checking completeness; see the module docstring."""
     console = console or Console(stderr=True)
     skip = list(skip_initial_events_check)
     files = expand_inputs(inputs)
+    expected_fileset, fileset_source = _load_fileset(fileset)
     jobs: JobsConfig | None = None
-    missing: list[str] = []
-    missing_names: list[str] = []
+    excluded: dict[str, str] = {}
     if jobs_config is not None:
         jobs = load_jobs_config(jobs_config)
-        for job in jobs.jobs:
-            if job.output.is_file():
-                files.append(job.output)
-            else:
-                missing.append(f"job {job.name}: {job.output}")
-                missing_names.append(job.name)
-        if missing:
-            listing = "\n  ".join(missing)
-            if not allow_missing:
-                raise IncompleteOutputError(
-                    f"{len(missing)} of {len(jobs.jobs)} job outputs listed in {jobs.path} are missing:\n  {listing}\n"
-                    "Nothing was written. Wait for/resubmit those jobs, or pass --allow-missing to merge the rest."
-                )
-            log.warning("Merging without %d missing job outputs (--allow-missing):\n  %s", len(missing), listing)
+        job_outputs, excluded = select_job_outputs(jobs, allow_missing)
+        files.extend(job_outputs)
+        if expected_fileset is None:
+            expected_fileset, fileset_source = jobs.union_fileset(), f"the jobs' filesets in {jobs.path}"
     if outputfile is None:
         if jobs is None:
             raise OutputError("No output file: pass -o/--outputfile (required unless -jc/--jobs-config is given)")
@@ -372,32 +734,91 @@ def merge_outputs(
     if outputfile.resolve() in {f.resolve() for f in files}:
         raise OutputError(f"Output file {outputfile} is also one of the inputs; choose another -o/--outputfile")
 
+    names = [str(path) for path in files]
     current: dict[str, Path] = {}
+    ledgers: dict[str, Any] = {}
+    touched: dict[str, set[str]] = {}
 
     def loaded(progress: Progress, task: Any) -> Iterator[dict[str, Any]]:
         for path in files:
             current["path"] = path
             output = load_output(path)
             check_output_keys(output, MERGE_REQUIRED_KEYS, str(path))
+            ledgers[str(path)] = (output.get("processing_metadata") or {}).get(LEDGER_KEY)
+            touched[str(path)] = _datasets_in(output)
             yield output
             progress.advance(task)
 
     with _progress(console) as progress:
         task = progress.add_task("Merging outputs", total=len(files))
         try:
-            merged = accumulate(loaded(progress, task))
+            merged = accumulate(loaded(progress, task), names=names)
+        except LedgerOverlapError as exc:
+            raise _overlap(exc) from None
         except OutputError as exc:
             path = current.get("path")
             if path is None or str(path) in str(exc):
                 raise
             raise OutputError(f"While merging {path}: {exc}") from None
 
-    checks = check_initial_events(
-        merged,
-        skip,
-        jobs.expected_datasets() if jobs else None,
-        tolerated=jobs.datasets_of(missing_names) if jobs else (),
-    )
+    # the ledgers: accumulate unites them only when every output has one; the overlap check
+    # among those that have one must hold in any case
+    with_ledger = [(name, ledgers[name]) for name in names if ledgers[name] is not None]
+    without = [name for name in names if ledgers[name] is None]
+    ledger = None
+    if with_ledger:
+        try:
+            ledger = merge_ledgers(with_ledger)
+        except LedgerOverlapError as exc:
+            raise _overlap(exc) from None
+        if not without:
+            merged.setdefault("processing_metadata", {})[LEDGER_KEY] = ledger
+
+    by_dataset = merged.get("datasets_metadata", {}).get("by_dataset", {})
+    datasets = list(dict.fromkeys([
+        *(expected_fileset or {}), *by_dataset, *merged.get("cutflow", {}).get("initial", {}),
+        *(str(entry.get("dataset", "")) for entry in ((ledger or {}).get("files") or {}).values()),
+    ]))
+    unknown_skips = sorted(set(skip) - set(datasets))
+    if unknown_skips:
+        log.warning("--skip-initial-events-check names datasets not in the outputs: %s (present: %s)",
+                    unknown_skips, sorted(datasets))
+    by_counts = set().union(*(touched[name] for name in without)) if ledger is not None else set(datasets)
+    ledger_datasets = [d for d in datasets if d not in by_counts]
+    count_datasets = [d for d in datasets if d in by_counts]
+
+    checks: list[EventsCheck] = []
+    rows: list[NotProcessed] = []
+    if ledger_datasets:
+        checks, rows = check_ledger(
+            merged, ledger, ledger_datasets, expected_fileset, skip=skip,
+            not_merged=_not_merged_files(jobs, excluded) if jobs is not None else None, source=fileset_source,
+        )
+    note = None
+    if count_datasets:
+        if ledger is None:
+            note = ("No output carries a processing ledger (written before ledgers existed): the completeness "
+                    "check is by event counts only (cutflow['initial'] summed over the outputs against the nevents "
+                    "metadata); it cannot tell every event once from some events twice, nor name a missing file.")
+        else:
+            note = (f"{len(without)} of {len(names)} outputs carry no processing ledger (written before ledgers "
+                    f"existed): {', '.join(_cap(without, 5))}. Datasets {', '.join(count_datasets)} are checked by "
+                    "event counts only (cutflow['initial'] against the nevents metadata), which cannot tell every "
+                    "event once from some events twice; the merged output has no ledger.")
+        log.warning(note)
+        expected_nevents = None
+        if expected_fileset is not None:
+            expected_nevents = {ds: entry.get("metadata", {}) for ds, entry in expected_fileset.items()}
+        checks += check_initial_events(
+            merged, skip, expected_nevents,
+            tolerated=jobs.datasets_of(excluded) if jobs else (), datasets=count_datasets,
+        )
+    if rows:
+        known = sum(row.events for row in rows if row.events is not None)
+        unknown = sum(1 for row in rows if row.events is None)
+        log.warning("%d entry range(s) of the inputs, %d events%s, were skipped, failed or not merged: they are not "
+                    "in the merged output (see the table)", len(rows), known,
+                    f" and {unknown} range(s) of unknown length" if unknown else "")
 
     skimmed = skimmed_dataset_definition(merged)
     skimmed_path = outputfile.parent / SKIMMED_DEFINITION_NAME if skimmed is not None else None
@@ -407,17 +828,40 @@ def merge_outputs(
     save_output(merged, outputfile)
     if skimmed_path is not None:
         save_fileset_json(skimmed, skimmed_path)
-    return MergeResult(outputfile, files, missing, checks, skimmed_path)
+    return MergeResult(outputfile, files, list(excluded.values()), checks, skimmed_path, rows, note)
+
+
+def _events(events: int, unknown: int) -> str:
+    return f"{events} + {unknown} range(s) of unknown length" if unknown else str(events)
 
 
 def summary_table(result: MergeResult) -> Table:
     table = Table(title=f"Merged {len(result.inputs)} outputs into {result.outputfile}")
-    for column in ("dataset", "initial events", "metadata nevents", "check"):
-        table.add_column(column, justify="left" if column in ("dataset", "check") else "right")
-    styles = {"ok": "green", "mismatch": "red", "skipped": "yellow", "estimated": "yellow", "unknown": "dim"}
+    for column in ("dataset", "events processed", "not processed", "metadata nevents", "checked by", "check"):
+        table.add_column(column, justify="right" if column in ("events processed", "metadata nevents") else "left")
+    styles = {"ok": "green", "mismatch": "red", "incomplete": "red", "skipped": "yellow", "partial": "yellow",
+              "estimated": "yellow", "unknown": "dim"}
     for check in result.checks:
         expected = "-" if check.expected is None else str(check.expected)
-        table.add_row(check.dataset, str(check.found), expected, f"[{styles[check.status]}]{check.status}")
+        lost = _events(check.not_processed, check.unknown_ranges) if check.method == "ledger" else "-"
+        table.add_row(check.dataset, str(check.found), lost, expected, check.method,
+                      f"[{styles.get(check.status, 'white')}]{check.status}")
+    return table
+
+
+def not_processed_table(result: MergeResult) -> Table | None:
+    """Every skipped, failed or not-merged entry range; None when there is none."""
+    if not result.not_processed:
+        return None
+    known = sum(row.events for row in result.not_processed if row.events is not None)
+    unknown = sum(1 for row in result.not_processed if row.events is None)
+    table = Table(title=f"Not processed (skipped, failed or not merged): {len(result.not_processed)} entry range(s), "
+                        f"{known} events" + (f" + {unknown} range(s) of unknown length" if unknown else ""))
+    for column in ("dataset", "file", "entries", "events", "status", "kind", "reason"):
+        table.add_column(column, justify="right" if column == "events" else "left", overflow="fold")
+    for row in result.not_processed:
+        table.add_row(row.dataset, row.file, row.entries, "?" if row.events is None else str(row.events),
+                      row.status, row.kind, row.reason)
     return table
 
 
@@ -428,22 +872,34 @@ def summary_table(result: MergeResult) -> Table:
 @click.option("-o", "--outputfile", type=click.Path(dir_okay=False), default=None,
               help="Merged output file [default with -jc: output_merged.coffea next to the jobs folder].")
 @click.option("-f", "--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("--allow-missing", is_flag=True, help="With -jc: merge even if some job outputs are missing (warns).")
+@click.option("--allow-missing", is_flag=True,
+              help="With -jc: merge even if some job outputs are missing or their jobs not done (warns).")
+@click.option("--fileset", "filesets", multiple=True, type=click.Path(dir_okay=False), metavar="JSON",
+              help="Fileset JSON the outputs must cover, every entry of every file once (repeatable) "
+                   "[default: the jobs' filesets with -jc, else the files the outputs name].")
 @click.option("--skip-initial-events-check", "skip_check", multiple=True, metavar="DATASET",
-              help="Only warn when DATASET's initial events differ from its nevents metadata (repeatable).")
+              help="Only warn when DATASET's entries are missing (or, for outputs without ledger, its initial "
+                   "events differ from its nevents metadata) (repeatable).")
 @click.option("-ll", "--loglevel", default="INFO", type=click.Choice(LOGLEVELS, case_sensitive=False),
               help="Console logging level.")
-def merge_outputs_command(inputs, jobs_config, outputfile, overwrite, allow_missing, skip_check, loglevel) -> None:
-    """Merge .coffea outputs (files, globs and/or a jobs folder), checking that no event was lost."""
+def merge_outputs_command(inputs, jobs_config, outputfile, overwrite, allow_missing, filesets, skip_check,
+                          loglevel) -> None:
+    """Merge .coffea outputs (files, globs and/or a jobs folder), checking that every input event is in it once."""
     setup_logging(loglevel)
     if not inputs and jobs_config is None:
         raise OutputError("Nothing to merge: pass .coffea files/globs and/or -jc/--jobs-config JOBS_DIR")
     result = merge_outputs(
         inputs, outputfile, jobs_config,
         overwrite=overwrite, allow_missing=allow_missing, skip_initial_events_check=skip_check,
+        fileset=filesets or None,
     )
     console = Console()
     console.print(summary_table(result))
+    table = not_processed_table(result)
+    if table is not None:
+        console.print(table)
+    if result.fallback_note:
+        console.print(f"[yellow]{result.fallback_note}", highlight=False)
     console.print(f"[green]Merged output written to {result.outputfile}")
     if result.skimmed_definition is not None:
         console.print(f"[green]Skimmed dataset definition written to {result.skimmed_definition}")
@@ -457,9 +913,13 @@ __all__ = [
     "IncompleteOutputError",
     "JobsConfig",
     "MergeResult",
+    "NotProcessed",
     "check_initial_events",
+    "check_ledger",
     "load_jobs_config",
     "merge_outputs",
     "merge_outputs_command",
+    "not_processed_table",
+    "select_job_outputs",
     "skimmed_dataset_definition",
 ]
