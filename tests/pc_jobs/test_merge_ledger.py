@@ -244,7 +244,8 @@ def test_skipped_and_failed_ranges_are_reported_not_errors(tmp_path):
     result = invoke("-jc", jobs_dir)
     assert result.exit_code == 0, result.output + repr(result.exception)
     text = " ".join(result.output.split())
-    assert "Not processed (skipped, failed or not merged): 2 entry range(s), 500 events + 1 range(s) of unknown length" in text
+    assert ("Not processed (skipped, failed or not merged): 2 entry range(s), 500 events "
+            "+ 1 range(s) of unknown length") in text
     for cell in ("DY_2018", F2, "500-1000", "failed", "dead-server", "[FATAL] Socket error",
                  "DATA_2018", D1, "0-end", "skipped", "missing-file", "No such file or directory", "partial"):
         assert cell in text, cell
@@ -379,7 +380,8 @@ def test_a_failed_job_without_output_is_missing(tmp_path):
     assert result.exit_code == 1
     assert str(result.exception).splitlines()[:2] == [
         f"1 of 3 job outputs listed in {jobs_dir / 'jobs_config.yaml'} are missing:",
-        f"  job 0: {tmp_path / 'output' / 'output_job_0.coffea'} (the job is flagged failed ({jobs_dir / 'job_0.failed'}))",
+        f"  job 0: {tmp_path / 'output' / 'output_job_0.coffea'} "
+        f"(the job is flagged failed ({jobs_dir / 'job_0.failed'}))",
     ]
 
 

@@ -286,7 +286,8 @@ def select_job_outputs(jobs: JobsConfig, allow_missing: bool = False) -> tuple[l
         if states is not None and state != "done":
             flag = _describe_flag(jobs.jobs_dir, job.name, state)
             if exists:
-                why = "is stale or partial" if state == "failed" else "is not final (an earlier attempt's, or still being written)"
+                why = ("is stale or partial" if state == "failed"
+                       else "is not final (an earlier attempt's, or still being written)")
                 not_done.append(f"job {job.name} {flag}: its output {job.output} {why}")
                 excluded[job.name] = f"job {job.name} {flag}"
             else:
