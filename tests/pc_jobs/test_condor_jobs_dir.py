@@ -83,8 +83,11 @@ def test_scaleout_dry_run_writes_the_jobs_folder(analysis, tmp_path, nanoaod_dir
 
 def test_per_sample_budgets_and_chunksizes(tmp_path, nanoaod_dir):
     fileset = fileset_for(nanoaod_dir)
-    # DY: three files (40, 0, 40 events) so that its budget of 40 makes two jobs
-    fileset[DY]["files"].append(str(nanoaod_dir / "nano_dimuon.root"))
+    # DY: three files (40, 0, 40 events) so that its budget of 40 makes two jobs; the third is a
+    # copy (the data file itself may not be listed twice in one fileset)
+    copy = tmp_path / "nano_dimuon.root"
+    copy.write_bytes((nanoaod_dir / "nano_dimuon.root").read_bytes())
+    fileset[DY]["files"].append(str(copy))
     fileset[DY]["metadata"].update(nevents=80, file_nevents=[40, 0, 40])
     analysis = make_analysis(tmp_path / "analysis", fileset)
     options = write_options(tmp_path / "ro.yaml", (

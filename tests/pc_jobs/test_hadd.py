@@ -61,7 +61,8 @@ def skim_files(tmp_path, source) -> list[str]:
 def definition_json(tmp_path: Path, files: list[str]) -> Path:
     path = tmp_path / "skimmed_dataset_definition.json"
     path.write_text(json.dumps({DATASET: {"files": files, "metadata": {
-        "sample": "DYJetsToLL", "year": "2018", "isMC": True, "xsec": 6077.22, "nevents": 40,
+        "sample": "DYJetsToLL", "year": "2018", "isMC": True, "xsec": 6077.22,
+        "nevents": sum(b - a for a, b in SLICES[: len(files)]),
         "file_nevents": [b - a for a, b in SLICES][: len(files)], "skim_efficiency": 0.25, "isSkim": True,
         "sum_genweights": 1234.5, "size": 999}}}))
     return path

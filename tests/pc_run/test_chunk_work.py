@@ -1,4 +1,4 @@
-"""PocketCoffeaRunner: one open file per file's chunks, branches learnt then preloaded, same results."""
+"""process_chunk: one open file per file's chunks, branches learnt then preloaded, same results."""
 from types import SimpleNamespace
 
 import awkward as ak
@@ -8,7 +8,7 @@ import uproot
 from coffea import processor as coffea_processor
 
 import pc_run.chunk_work as chunk_work
-from pc_run.chunk_work import INPUT_FILE, PocketCoffeaRunner, order_for_workers
+from pc_run.chunk_work import INPUT_FILE, ChunkPhaseError, order_for_workers, process_chunk
 from pc_run.runner import NanoAODSchemaQuiet
 
 
@@ -53,13 +53,15 @@ def _muon_pt_sum(path) -> float:
 
 
 def _run(files, chunksize, metadata=None):
-    runner = PocketCoffeaRunner(
+    runner = coffea_processor.Runner(
         executor=coffea_processor.IterativeExecutor(retries=0), chunksize=chunksize, schema=NanoAODSchemaQuiet,
         metadata_cache={},  # coffea's shared cache would keep the metadata of an earlier test's fileset
     )
     fileset = {"DY": {"files": [str(f) for f in files], "treename": "Events", "metadata": metadata or {}}}
     chunks = list(runner.preprocess(fileset, treename="Events"))
-    return runner.run(chunks, MuonSum(), treename="Events")["out"], chunks
+    processor = MuonSum()
+    outputs = [process_chunk(chunk, processor, NanoAODSchemaQuiet) for chunk in chunks]
+    return coffea_processor.accumulate(outputs), chunks
 
 
 def test_chunks_of_a_file_share_one_open_file_and_later_chunks_preload(nanoaod_dir, spies):
@@ -87,20 +89,20 @@ def test_a_rewritten_file_is_reopened(tmp_path, nanoaod_dir, spies):
     assert output["muon_pt"] == pytest.approx(_muon_pt_sum(copy), rel=1e-12)
 
 
-def test_a_failing_chunk_drops_the_open_file_and_names_the_chunk(nanoaod_dir, spies):
-    with pytest.raises(Exception, match=r"Failed processing file: WorkItem\(dataset='DY', filename='[^']*nano_dy.root'"):
+def test_a_failing_chunk_drops_the_open_file_and_names_the_phase(nanoaod_dir, spies):
+    with pytest.raises(ChunkPhaseError, match="process: RuntimeError: analysis bug") as raised:
         _run([nanoaod_dir / "nano_dy.root"], chunksize=20, metadata={"fail": True})
+    assert raised.value.phase == "process" and isinstance(raised.value.original, RuntimeError)
     assert getattr(INPUT_FILE._local, "file", None) is None
     assert INPUT_FILE._local.trees == {}
 
 
-def test_a_missing_file_fails_like_coffea(tmp_path, spies):
+def test_a_missing_file_fails_in_the_open_phase(tmp_path, spies):
     missing = tmp_path / "missing.root"
     item = coffea_processor.executor.WorkItem("DY", str(missing), "Events", 0, 10, b"", None)
-    with pytest.raises(Exception, match="Failed to open file: WorkItem"):
-        PocketCoffeaRunner._work_function(
-            "root", 60, NanoAODSchemaQuiet, False, False, item, MuonSum(), {}, {}, None, dict
-        )
+    with pytest.raises(ChunkPhaseError) as raised:
+        process_chunk(item, MuonSum(), NanoAODSchemaQuiet)
+    assert raised.value.phase == "open" and isinstance(raised.value.original, FileNotFoundError)
 
 
 def test_chunks_are_dealt_to_worker_lanes_by_file():
