@@ -5,7 +5,7 @@ Two kinds of logs matter to ``check-jobs``:
 - the job's stdout ``logs/job_<i>.out`` (or ``job_<cluster>.<i>.out``): a failed read of an input file shows up
   as uproot's ``OSError: XRootD error ... in file <url>`` or
   ``FileNotFoundError: file not found ... '<url>'``, or as pocket-coffea's own
-  ``input file <url> of dataset '...' cannot be read (dead-server|missing-file|corrupt-file)``;
+  ``input file <url> of dataset '...' cannot be read (<kind>)`` (any read kind but ``other``);
 - HTCondor's user log ``logs/job_<i>.log`` (or ``job_<cluster>.<i>.log``): a ``009 (...) Job was aborted``
   event, with ``SYSTEM_PERIODIC_REMOVE`` in its text when the queue's time limit killed it.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 READ_FAILURE_TRIGGERS: tuple[str, ...] = ("OSError: XRootD error", "FileNotFoundError: file not found")
 _PC_RUN_FAILURE = re.compile(
-    r"input file (?P<url>\S+) of dataset \S+ cannot be read \((?P<kind>dead-server|missing-file|corrupt-file)\)"
+    r"input file (?P<url>\S+) of dataset \S+ cannot be read \((?P<kind>dead-server|missing-file|corrupt-file|dns|permission|other-io)\)"
 )
 _URL = re.compile(r"""(?:root|xroot|roots|https?|davs?)://[^\s'"]+""")
 _QUOTED_PATH = re.compile(r"""^['"](?P<path>/[^'"]+)['"]$""")
