@@ -44,6 +44,10 @@ def uproot_counts(fileset: dict) -> dict[str, tuple[int, float]]:
     return counts
 
 
+def expected_tt_events(nanoaod_dir: Path) -> int:
+    return uproot.open(nanoaod_dir / "nano_tt_v12.root")["Events"].num_entries
+
+
 def output_counts(output: dict) -> dict[str, tuple[int, float]]:
     return {
         dataset: (int(n), float(output["sum_genweights"].get(dataset, 0.0)))
@@ -56,9 +60,13 @@ def run(args: list, env: dict | None = None, timeout: float = 300) -> subprocess
                           env={**os.environ, **(env or {})})
 
 
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
 def fault_env(**faults: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PC_FAULT_")}
-    env.update(faults)
+    env.update(faults, COLUMNS="250")  # rich wraps log lines at the terminal width
     return env
 
 
@@ -106,7 +114,7 @@ def test_futures_worker_killed_once_is_rerun_exactly(config, tmp_path, fileset, 
                  env=fault_env(PC_FAULT_KILL_ONCE=str(marker)))
     assert marker.exists(), "the fault did not fire"
     assert result.returncode == 0, result.stderr
-    assert "worker process died" in result.stderr and "SIGKILL" in result.stderr
+    assert "worker process died: signal 9 (SIGKILL)" in flat(result.stderr)
     output = load_output(tmp_path / "out" / "output_all.coffea")
     assert_exact(output, expected, fileset)
     assert_outputs_equal(output, reference, rtol=1e-12, skip=("ledger",))
@@ -116,7 +124,7 @@ def test_chunk_that_always_kills_its_worker_fails_named(config, tmp_path):
     result = run(["--cfg", config, "-o", tmp_path / "out", "-e", "futures", "-s", 2, "-c", 5],
                  env=fault_env(PC_FAULT_KILL_ALWAYS="1"))
     assert result.returncode == 1
-    assert "nano_dy.root, entries 10-15 killed the worker running it 2 times" in " ".join(result.stderr.split())
+    assert "nano_dy.root, entries 10-15 killed the worker running it 2 times" in flat(result.stderr)
     assert not (tmp_path / "out" / "output_all.coffea").exists()
     report = json.loads((tmp_path / "out" / "processing_report.json").read_text())
     assert report["failed"] == ["all"]
@@ -131,7 +139,7 @@ def test_analysis_error_is_not_retried_and_named_once(config, tmp_path):
     result = run(["--cfg", config, "-o", tmp_path / "out", "-c", 5], env=fault_env(PC_FAULT_RAISE=str(attempts)))
     assert result.returncode == 1
     assert attempts.read_text().count("attempt") == 1  # retries is 20, but a bug is not retried
-    message = " ".join(result.stderr.split())
+    message = flat(result.stderr)
     assert f"dataset {DY!r}" in message and "nano_dy.root" in message and "entries 10-15" in message
     assert "ValueError: the analysis cannot handle this chunk" in message
     assert "fault_workflow.py:" in message  # the user's frame
@@ -174,9 +182,12 @@ def test_truncated_file_is_skipped_as_corrupt_with_exact_accounting(config, tmp_
     ledger = output["processing_metadata"]["ledger"]
     tt_rows = [e for e in ledger["files"].values() if e["dataset"] == TT]
     assert len(tt_rows) == 1 and tt_rows[0]["processed"] == []
-    assert [s["kind"] for s in tt_rows[0]["skipped"]] == ["corrupt-file"]
+    skipped_ranges = tt_rows[0]["skipped"]
+    assert {s["kind"] for s in skipped_ranges} == {"corrupt-file"}
+    assert sum(s["stop"] - s["start"] for s in skipped_ranges) == expected_tt_events(nanoaod_dir)
     report = json.loads((tmp_path / "skip" / "processing_report.json").read_text())
-    assert [s["kind"] for s in report["skipped_files"]] == ["corrupt-file"]
+    assert [(s["file"], s["kind"], s["events"]) for s in report["skipped_files"]] == [
+        (str(broken), "corrupt-file", expected_tt_events(nanoaod_dir))]
 
 
 # --------------------------------------------------------------------------- interruption and resume
@@ -226,7 +237,7 @@ def test_sigterm_stops_workers_writes_report_and_resumes(config, tmp_path, files
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert "stopped by SIGTERM" in stderr and "rerun the same command" in " ".join(stderr.split())
+    assert "stopped by SIGTERM" in stderr and "rerun the same command" in flat(stderr)
     time.sleep(0.5)
     left = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True).stdout.split()
     assert left == [], "worker processes outlived the run"
@@ -245,7 +256,7 @@ def test_changed_config_refuses_to_resume_and_says_why(config, tmp_path, fileset
     options.write_text("checkpoint-interval: 1\n")
     attempts = tmp_path / "attempts"
     failed = run(["--cfg", config, "-o", outdir, "-c", 5, "-ro", options], env=fault_env(PC_FAULT_RAISE=str(attempts)))
-    assert failed.returncode == 1
+    assert failed.returncode == 1, failed.stderr[-3000:]
     workflow = config.parent / "fault_workflow.py"
     original = workflow.read_text()
     workflow.write_text(original + "\n# fixed\n")
@@ -254,7 +265,7 @@ def test_changed_config_refuses_to_resume_and_says_why(config, tmp_path, fileset
     finally:
         workflow.write_text(original)
     assert refused.returncode == 1
-    assert "different configuration (changed: modules beside the config)" in " ".join(refused.stderr.split())
+    assert "different configuration (changed: modules beside the config)" in flat(refused.stderr)
 
 
 def test_failed_run_without_ps_is_finished_by_rerunning(config, tmp_path, fileset, expected, reference):
@@ -285,7 +296,7 @@ def test_output_folder_is_owned(config, tmp_path, fileset, expected):
     assert again.returncode == 0 and "Nothing to do" in again.stdout
     other = run(["--cfg", config, "-o", outdir, "-c", 10], env=fault_env())
     assert other.returncode == 1
-    assert "different fileset or chunking" in " ".join(other.stderr.split())
+    assert "different fileset or chunking" in flat(other.stderr)
     assert "--overwrite" in other.stderr
     replaced = run(["--cfg", config, "-o", outdir, "-c", 10, "--overwrite"], env=fault_env())
     assert replaced.returncode == 0, replaced.stderr
@@ -295,7 +306,7 @@ def test_output_folder_is_owned(config, tmp_path, fileset, expected):
     legacy.mkdir()
     (legacy / "output_all.coffea").write_bytes(b"an earlier run")
     refused = run(["--cfg", config, "-o", legacy], env=fault_env())
-    assert refused.returncode == 1 and "holds the results of an earlier run" in " ".join(refused.stderr.split())
+    assert refused.returncode == 1 and "holds the results of an earlier run" in flat(refused.stderr)
     assert (legacy / "output_all.coffea").read_bytes() == b"an earlier run"
 
 
@@ -307,7 +318,7 @@ def test_two_runs_into_one_folder_the_second_is_refused(config, tmp_path):
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=60)
     assert second.returncode == 1
-    assert f"is in use by another run (pid {process.pid}" in " ".join(second.stderr.split())
+    assert f"is in use by another run (pid {process.pid}" in flat(second.stderr)
 
 
 def test_full_disk_keeps_the_processed_chunks_and_rerun_finishes(config, tmp_path, fileset, expected):
@@ -319,7 +330,7 @@ def test_full_disk_keeps_the_processed_chunks_and_rerun_finishes(config, tmp_pat
         outdir = mount / "out"
         full = run(["--cfg", config, "-o", outdir, "-c", 5], env=fault_env(PC_FAULT_FILL=str(mount)))
         assert full.returncode == 1
-        message = " ".join(full.stderr.split())
+        message = flat(full.stderr)
         assert "No space left on device" in message and "pocket-coffea-rescue" in message, message
         assert not (outdir / "output_all.coffea").exists()
         (mount / "filler").unlink()
@@ -338,7 +349,7 @@ def test_too_little_free_space_is_refused_before_processing(config, tmp_path):
     try:
         result = run(["--cfg", config, "-o", mount / "out"], env=fault_env())
         assert result.returncode == 1
-        assert "MB free; at least 67 MB are needed" in " ".join(result.stderr.split())
+        assert "MB free; at least 67 MB are needed" in flat(result.stderr)
     finally:
         subprocess.run(["umount", str(mount)], check=False)
 
@@ -346,23 +357,23 @@ def test_too_little_free_space_is_refused_before_processing(config, tmp_path):
 # --------------------------------------------------------------------------- merging
 
 
-def test_merge_refuses_output_all_with_the_ps_outputs_of_the_same_inputs(config, tmp_path, expected):
+def test_merge_refuses_output_all_with_the_ps_outputs_of_the_same_inputs(config, tmp_path, fileset, expected):
     whole = run(["--cfg", config, "-o", tmp_path / "all"], env=fault_env())
     separate = run(["--cfg", config, "-o", tmp_path / "ps", "-ps"], env=fault_env())
     assert whole.returncode == 0 and separate.returncode == 0, (whole.stderr, separate.stderr)
     pieces = sorted((tmp_path / "ps").glob("output_*.coffea"))
     assert len(pieces) == 3
     merged = subprocess.run(
-        [str(Path(CLI).parent / "pocket-coffea"), "merge-outputs", str(tmp_path / "all" / "output_all.coffea"),
-         *map(str, pieces), "-o", str(tmp_path / "merged.coffea")], capture_output=True, text=True)
+        [CLI, "merge-outputs", str(tmp_path / "all" / "output_all.coffea"),
+         *map(str, pieces), "-o", str(tmp_path / "merged.coffea")], capture_output=True, text=True, env=fault_env())
     assert merged.returncode != 0
-    message = " ".join(merged.stderr.split())
-    assert "output_all.coffea" in message and f"output_{DY}.coffea" in message and "nano_dy.root" in message
-    assert "entries 0-40" in message
+    message = flat(merged.stderr)
+    # the first overlap found: output_all.coffea against the first -ps output (sorted: the data)
+    assert (f"all/output_all.coffea and {tmp_path / 'ps' / f'output_{DATA}.coffea'} both hold entries 0-40 of input "
+            f"file {fileset[DATA]['files'][0]}") in message, message
     assert not (tmp_path / "merged.coffea").exists()
-    good = subprocess.run(
-        [str(Path(CLI).parent / "pocket-coffea"), "merge-outputs", *map(str, pieces), "-o", str(tmp_path / "ok.coffea")],
-        capture_output=True, text=True)
+    good = subprocess.run([CLI, "merge-outputs", *map(str, pieces), "-o", str(tmp_path / "ok.coffea")],
+                          capture_output=True, text=True, env=fault_env())
     assert good.returncode == 0, good.stderr
     counts = output_counts(load_output(tmp_path / "ok.coffea"))
     assert {d: n for d, (n, _) in counts.items()} == {d: n for d, (n, _) in expected.items()}

@@ -195,7 +195,7 @@ def _source_digest(path) -> str | None:
 def configuration_fingerprint(cfg: Configurator, cfg_path) -> dict[str, str]:
     """Digests of what decides the content of the outputs, part by part (so a refusal can say
     which part changed): the configuration, its parameters, and the code of the config file,
-    the workflow and the modules next to the config file."""
+    the workflow and the Python files next to the config file."""
     summary = cfg.summary()
     summary.pop("datasets", None)  # the fileset is part of each group's fingerprint
     parts = {"configuration": digest(summary), "parameters": digest(plain(cfg.parameters))}
@@ -203,13 +203,11 @@ def configuration_fingerprint(cfg: Configurator, cfg_path) -> dict[str, str]:
     if workflow_file:
         parts["workflow code"] = _source_digest(workflow_file) or ""
     if cfg_path is not None:
+        # the config's own modules (cuts, workflow, ...) are its siblings; the loader takes them
+        # out of sys.modules again, so they are read from the folder
         folder = Path(cfg_path).resolve().parent
         parts["config file"] = _source_digest(cfg_path) or ""
-        siblings = sorted(
-            str(Path(m.__file__).resolve()) for m in list(sys.modules.values())
-            if getattr(m, "__file__", None) and Path(m.__file__).resolve().parent == folder
-        )
-        parts["modules beside the config"] = digest({f: _source_digest(f) for f in siblings})
+        parts["modules beside the config"] = digest({p.name: _source_digest(p) for p in sorted(folder.glob("*.py"))})
     return parts
 
 

@@ -152,6 +152,7 @@ class ProcessPoolBackend:
         self.capacity = 2 * self.workers
         self.description = f"futures ({self.workers} workers)"
         self.pool = self._new_pool()
+        self._processes: list = []  # the pool forgets its processes when it breaks; we keep them
 
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         methods = multiprocessing.get_all_start_methods()
@@ -161,7 +162,10 @@ class ProcessPoolBackend:
         )
 
     def submit(self, item, settings):
-        return self.pool.submit(run_chunk_task, item, self.payload, settings)
+        future = self.pool.submit(run_chunk_task, item, self.payload, settings)
+        if len(self._processes) < self.workers:
+            self._processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        return future
 
     def wait(self, futures):
         done, _ = concurrent.futures.wait(futures, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -174,7 +178,11 @@ class ProcessPoolBackend:
             raise WorkerDied(self._death_detail()) from exc
 
     def _death_detail(self) -> str:
-        codes = [p.exitcode for p in list((getattr(self.pool, "_processes", None) or {}).values())]
+        for process in self._processes:
+            process.join(timeout=1)
+        codes = [p.exitcode for p in self._processes]
+        if any(c is not None and c < 0 and c != -signal.SIGTERM for c in codes):
+            codes = [c for c in codes if c != -signal.SIGTERM]  # the pool's own SIGTERM to the survivors
         signals = [f"signal {-c} ({signal.Signals(-c).name})" for c in codes if c is not None and c < 0]
         others = [f"exit code {c}" for c in codes if c is not None and c > 0]
         return "a worker process died" + (f": {', '.join(signals + others)}" if signals or others else "")
@@ -184,7 +192,8 @@ class ProcessPoolBackend:
         self.pool = self._new_pool()
 
     def _terminate(self):
-        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        processes = list((getattr(self.pool, "_processes", None) or {}).values()) or self._processes
+        self._processes = []
         self.pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             if process.is_alive():
@@ -414,7 +423,7 @@ class ChunkScheduler:
             if attempt.deaths >= MAX_SOLO_DEATHS:
                 raise ChunkKilledWorkers(attempt.item, detail)
         else:
-            log.warning("%s; its %d running chunk(s) are run again, one at a time", detail, len(victims))
+            log.warning("%s; its %d chunk(s) in flight are run again, one at a time", detail, len(victims))
         self.backend.restart()
         for victim in victims:
             victim.solo = True

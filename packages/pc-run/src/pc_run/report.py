@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pc_core.atomic import atomic_write_text
 
@@ -70,6 +71,9 @@ def build_report(
                     "isMC": bool(meta["isMC"]),
                     "files": len(fileset[dataset]["files"]),
                     "files_skipped": len({s["file"] for s in skipped_here}),
+                    # None when a skipped file could not even be opened (its length is unknown)
+                    "events_skipped": (None if any(s.get("events") is None for s in skipped_here)
+                                       else sum(s["events"] for s in skipped_here)),
                     "chunks": int(processing.get("chunks", {}).get(dataset, 0)),
                     "events": int(processing.get("events", {}).get(dataset, 0)),
                     "events_skim": int(cutflow.get("skim", {}).get(dataset, 0)),
@@ -140,10 +144,13 @@ def print_summary(report: Mapping[str, Any], console: Console | None = None) -> 
     if report["skipped_files"]:
         skipped = Table(title="Skipped input files", title_style="bold yellow")
         skipped.add_column("dataset")
-        skipped.add_column("file")
-        skipped.add_column("reason")
+        skipped.add_column("file", overflow="fold")
+        skipped.add_column("events", justify="right")
+        skipped.add_column("reason", overflow="fold")
         for s in report["skipped_files"]:
-            skipped.add_row(s["dataset"], s["file"], s["reason"])
+            events = s.get("events")
+            skipped.add_row(Text(s["dataset"]), Text(s["file"]), "?" if events is None else f"{events:,}",
+                            Text(s["reason"]))  # Text: never read as rich markup
         console.print(skipped)
     totals = report["totals"]
     rate = totals["events_per_second"]

@@ -62,9 +62,10 @@ class RunResult:
 DEFAULT_CHECKPOINT_INTERVAL = 30.0
 
 
-def _skip_entry(dataset: str, file: str, reason: str, kind: str = OTHER) -> dict[str, str]:
-    """One ``skipped_files`` entry; ``kind`` is the ``pc_core.read_errors`` classification."""
-    return {"dataset": dataset, "file": file, "reason": reason, "kind": kind}
+def _skip_entry(dataset: str, file: str, reason: str, kind: str = OTHER, events: int | None = None) -> dict[str, Any]:
+    """One ``skipped_files`` entry; ``kind`` is the ``pc_core.read_errors`` classification,
+    ``events`` how many events of the file were not processed (None: unknown, never opened)."""
+    return {"dataset": dataset, "file": file, "reason": reason, "kind": kind, "events": events}
 
 
 def _coffea_fileset(fileset: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -230,7 +231,7 @@ def run_fileset(
                     "'skip-bad-files: true') to skip it"
                 )
             log.warning("Skipping input file %s of dataset %r: %s", check.file, check.dataset, reason)
-            accounting.skipped.append(_skip_entry(check.dataset, check.file, reason, kind))
+            accounting.skipped.append(_skip_entry(check.dataset, check.file, reason, kind, check.entries))
             record(accounting.ledger, identity=file_identity(file, check.uuid), dataset=dataset, url=file,
                    entries=check.entries, start=0, stop=check.entries, status=SKIPPED, kind=kind, reason=reason)
 
@@ -247,9 +248,14 @@ def run_fileset(
         accounting.add(output)
 
     def skipped(chunk, failure):
-        reason = f"{failure.kind}: {failure.message}"
-        accounting.skipped.append(_skip_entry(chunk.dataset, chunk.filename, reason, failure.kind))
         _record_chunk(accounting, chunk, entries, SKIPPED, kind=failure.kind, reason=failure.message)
+        events = chunk.entrystop - chunk.entrystart
+        for entry in accounting.skipped:  # one entry per file, however many of its chunks failed
+            if (entry["dataset"], entry["file"]) == (chunk.dataset, chunk.filename):
+                entry["events"] = (entry["events"] or 0) + events
+                return
+        reason = f"{failure.kind}: {failure.message}"
+        accounting.skipped.append(_skip_entry(chunk.dataset, chunk.filename, reason, failure.kind, events))
 
     start = time.perf_counter()
     if todo:
