@@ -11,14 +11,18 @@ measures in one run:
   (events/s over the processing phase, from the run's processing report, and over the
   whole command),
 - the ratios against the targets (iterative >= 60% of raw read; futures -s 2 >= 1.7x
-  iterative) and the peak resident memory of any process of each run.
+  iterative) and the peak resident memory of any process of each run,
+- the cost of the exactly-once bookkeeping (processing ledger, checkpoints; target <= 3%):
+  ``iterative`` checkpointing every second against the default (every 30 s, i.e. once at
+  the end here), and, with ``--baseline DIR`` (a checkout of a revision without it, e.g.
+  ``git worktree add /tmp/before 9dbb62f``), ``iterative`` of that code in the same rounds.
 
 The measurements are repeated in rounds (``--repeat``; raw read, raw read in 2 processes, iterative, futures, one
 after the other, in reversed order every other round). The machine's speed drifts by tens
 of percent over minutes on shared hardware, so the ratios are taken within each round and
 their median is the result; the best rate of each kind is printed too.
 
-    .venv/bin/python benchmarks/throughput.py [--events 1000000] [--files 4] [--repeat 6] [--keep DIR]
+    .venv/bin/python benchmarks/throughput.py [--events 1000000] [--files 4] [--repeat 6] [--keep DIR] [--baseline DIR]
 """
 from __future__ import annotations
 
@@ -155,9 +159,14 @@ def raw_read_rate(paths: list[Path], branches: list[str], processes: int = 1) ->
     return total / (time.perf_counter() - start)
 
 
-def run_demo(fileset: Path, outdir: Path, executor: list[str]) -> dict:
-    """``pocket-coffea run`` of the demo in a subprocess; its report and the peak RSS of its processes."""
+def run_demo(fileset: Path, outdir: Path, executor: list[str], code: Path | None = None) -> dict:
+    """``pocket-coffea run`` of the demo in a subprocess; its report and the peak RSS of its processes.
+
+    ``code``: another checkout whose packages are imported instead of this one's."""
     env = dict(os.environ, POCKET_COFFEA_DEMO_FILESET=str(fileset))
+    if code is not None:
+        sources = [str(p) for p in sorted((code / "packages").glob("*/src"))] + [str(code / "src")]
+        env["PYTHONPATH"] = os.pathsep.join([*sources, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     command = [sys.executable, "-m", "pocket_coffea.cli", "run", "--cfg", str(CONFIG), "-o", str(outdir), *executor]
     # a fresh parent per run, so that the peak RSS of its waited-for descendants is this run's alone
     probe = (
@@ -180,6 +189,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=6, help="rounds of measurements (default 6)")
     parser.add_argument("--chunksize", type=int, help="chunk size of both runs (default: the run-options default)")
     parser.add_argument("--keep", help="folder to keep the input and outputs in (default: a temporary one)")
+    parser.add_argument("--baseline", type=Path,
+                        help="a checkout of an earlier revision: its iterative run is measured in the same rounds")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pc-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -199,7 +210,12 @@ def main() -> None:
 
         branches = branches_read_by_demo(fileset)
         chunking = ["-c", str(args.chunksize)] if args.chunksize else []
-        executors = {"iterative": ["-e", "iterative"], "futures -s 2": ["-e", "futures", "-s", "2"]}
+        every_second = work / "checkpoint_every_second.yaml"
+        every_second.write_text("checkpoint-interval: 1\n")
+        executors = {"iterative": ["-e", "iterative"], "futures -s 2": ["-e", "futures", "-s", "2"],
+                     "iterative, checkpoint 1 s": ["-e", "iterative", "-ro", str(every_second)]}
+        if args.baseline:
+            executors["iterative, baseline"] = ["-e", "iterative"]
         raw_rates: list[float] = []
         raw_parallel_rates: list[float] = []
         runs: dict[str, list[dict]] = {label: [] for label in executors}
@@ -214,9 +230,10 @@ def main() -> None:
                 if kind == "raw 2 processes":
                     raw_parallel_rates.append(raw_read_rate(data, branches, processes=2))
                     continue
-                outdir = work / f"out-{executors[kind][1]}"
+                outdir = work / f"out-{kind.replace(' ', '_').replace(',', '')}"
                 shutil.rmtree(outdir, ignore_errors=True)
-                result = run_demo(fileset, outdir, executors[kind] + chunking)
+                result = run_demo(fileset, outdir, executors[kind] + chunking,
+                                  args.baseline if kind.endswith("baseline") else None)
                 totals = result["report"]["totals"]
                 result["rate"] = totals["events"] / totals["processing_seconds"]
                 runs[kind].append(result)
@@ -250,6 +267,13 @@ def main() -> None:
               f"[{', '.join(f'{x:.2f}' for x in machine)}]")
         peak = max(r["peak_mb"] for results in runs.values() for r in results)
         print(f"peak memory per worker    = {peak:.0f} MB (target < 2048 MB)")
+        checkpointing = [c / i for c, i in zip(rates["iterative, checkpoint 1 s"], rates["iterative"])]
+        print(f"checkpoint every 1 s / default = {statistics.median(checkpointing):.3f} (target >= 0.97) "
+              f"[{', '.join(f'{x:.3f}' for x in checkpointing)}]")
+        if args.baseline:
+            bookkeeping = [i / b for i, b in zip(rates["iterative"], rates["iterative, baseline"])]
+            print(f"iterative / baseline {args.baseline} = {statistics.median(bookkeeping):.3f} (target >= 0.97) "
+                  f"[{', '.join(f'{x:.3f}' for x in bookkeeping)}]")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -125,7 +125,7 @@ def test_process_separately_groups_failure_and_resubmission(nanoaod_dir, tmp_pat
     assert "fails on purpose" in (out / "run.log").read_text()
     assert gc.get_freeze_count() == 0  # a failing group unfreezes too
 
-    # --resubmit-failed needs -ps
+    # the failed jobs of a -ps run are resubmitted with -ps (a run without -ps has the one job "all")
     result = invoke_run([*base, "--resubmit-failed"])
     assert result.exit_code != 0 and "--process-separately" in str(result.exception)
 

@@ -378,3 +378,116 @@ def test_merge_refuses_output_all_with_the_ps_outputs_of_the_same_inputs(config,
     counts = output_counts(load_output(tmp_path / "ok.coffea"))
     assert {d: n for d, (n, _) in counts.items()} == {d: n for d, (n, _) in expected.items()}
     assert DATA in counts
+
+
+# --------------------------------------------------------------------------- more faults of the inputs
+
+
+def _ledger_ranges(output: dict, dataset: str, status: str) -> list[tuple[int, int]]:
+    rows = [e for e in output["processing_metadata"]["ledger"]["files"].values() if e["dataset"] == dataset]
+    if status == "processed":
+        return [tuple(r) for e in rows for r in e["processed"]]
+    return [(r["start"], r["stop"]) for e in rows for r in e[status]]
+
+
+def _genweight_sum(path, ranges) -> float:
+    weights = uproot.open(path)["Events"]["genWeight"].array(library="np").astype(np.float64)
+    return float(sum(weights[a:b].sum() for a, b in ranges))
+
+
+def test_corrupt_basket_is_a_corrupt_file_and_accounting_stays_exact(config, tmp_path, fileset, nanoaod_dir):
+    from faults import corrupt_basket_copy
+
+    broken = corrupt_basket_copy(nanoaod_dir / "nano_tt_v12.root", tmp_path / "nano_tt_corrupt.root", branch="Muon_pt")
+    faulty = json.loads(json.dumps(fileset))
+    faulty[TT]["files"] = [str(broken)]
+    (config.parent / "fileset.json").write_text(json.dumps(faulty))
+    try:
+        strict = run(["--cfg", config, "-o", tmp_path / "strict", "-c", 50], env=fault_env())
+        skipping = run(["--cfg", config, "-o", tmp_path / "skip", "-c", 50, "--skip-bad-files"], env=fault_env())
+    finally:
+        (config.parent / "fileset.json").write_text(json.dumps(fileset))
+    assert strict.returncode == 1
+    assert "(corrupt-file)" in flat(strict.stderr) and "branch Muon_pt" in flat(strict.stderr)
+    assert skipping.returncode == 0, skipping.stderr
+    output = load_output(tmp_path / "skip" / "output_all.coffea")
+    processed, skipped = _ledger_ranges(output, TT, "processed"), _ledger_ranges(output, TT, "skipped")
+    assert skipped, "the corrupt basket was never read"
+    total = expected_tt_events(nanoaod_dir)
+    assert sum(b - a for a, b in processed) + sum(b - a for a, b in skipped) == total
+    assert output["cutflow"]["initial"].get(TT, 0) == sum(b - a for a, b in processed)
+    assert output["sum_genweights"].get(TT, 0.0) == pytest.approx(_genweight_sum(broken, processed), rel=1e-12, abs=1e-9)
+
+
+def test_server_dying_mid_run_is_retried_then_skipped_exactly(config, tmp_path, fileset, nanoaod_dir):
+    from faults import FileServer
+
+    server = FileServer(nanoaod_dir / "nano_tt_v12.root")
+    remote = json.loads(json.dumps(fileset))
+    remote[TT]["files"] = [server.url]
+    (config.parent / "fileset.json").write_text(json.dumps(remote))
+    options = tmp_path / "options.yaml"
+    options.write_text("checkpoint-interval: 1\nretries: 2\n")
+    try:
+        process = _start(["--cfg", config, "-o", tmp_path / "out", "-c", 50, "--skip-bad-files", "-ro", options],
+                         fault_env(PC_FAULT_SLEEP="0.3", COLUMNS="250"))
+        _wait_for(tmp_path / "out" / STATE / "checkpoints" / "all" / "snapshot.coffea", process)
+        server.stop()  # the DY and data files are being processed; the ttbar file comes last
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        server.stop()
+        (config.parent / "fileset.json").write_text(json.dumps(fileset))
+    assert process.returncode == 0, stderr
+    output = load_output(tmp_path / "out" / "output_all.coffea")
+    skipped = [r for e in output["processing_metadata"]["ledger"]["files"].values() for r in e["skipped"]]
+    assert {r["kind"] for r in skipped} == {"dead-server"}
+    assert sum(r["stop"] - r["start"] for r in skipped) + output["cutflow"]["initial"].get(TT, 0) == expected_tt_events(nanoaod_dir)
+    assert "attempt 2 of 3" in flat(stderr) and "after 3 attempt(s)" in flat(stderr)  # retried (retries: 2)
+    for dataset in (DY, DATA):
+        assert output_counts(output)[dataset] == pytest.approx(uproot_counts({dataset: fileset[dataset]})[dataset])
+
+
+# --------------------------------------------------------------------------- more worker deaths and signals
+
+
+def test_dask_worker_killed_once_is_rerun_exactly(config, tmp_path, fileset, expected, reference):
+    marker = tmp_path / "killed"
+    result = run(["--cfg", config, "-o", tmp_path / "out", "-e", "dask", "-s", 2, "-c", 5],
+                 env=fault_env(PC_FAULT_KILL_ONCE=str(marker)))
+    assert marker.exists(), "the fault did not fire"
+    assert result.returncode == 0, result.stderr
+    output = load_output(tmp_path / "out" / "output_all.coffea")
+    assert_exact(output, expected, fileset)
+    assert_outputs_equal(output, reference, rtol=1e-12, skip=("ledger",))
+
+
+def test_ctrl_c_stops_with_exit_130_and_resumes(config, tmp_path, fileset, expected, reference):
+    outdir = tmp_path / "out"
+    options = tmp_path / "options.yaml"
+    options.write_text("checkpoint-interval: 1\n")
+    args = ["--cfg", config, "-o", outdir, "-c", 5, "-ro", options]
+    process = _start(args, fault_env(PC_FAULT_SLEEP="0.1"))
+    _wait_for(outdir / STATE / "checkpoints" / "all" / "snapshot.coffea", process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "stopped by SIGINT" in flat(stderr)
+    resumed = run(args, env=fault_env())
+    assert resumed.returncode == 0, resumed.stderr
+    output = load_output(outdir / "output_all.coffea")
+    assert_exact(output, expected, fileset)
+    assert_outputs_equal(output, reference, rtol=0)
+
+
+def test_read_only_output_folder_is_refused_before_processing(config, tmp_path):
+    mount = tmp_path / "readonly"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m,ro", "tmpfs", str(mount)], capture_output=True)
+    require_service("a read-only tmpfs (mount -t tmpfs, needs root)", mounted.returncode == 0, mounted.stderr.decode())
+    try:
+        result = run(["--cfg", config, "-o", mount], env=fault_env())
+        assert result.returncode == 1
+        assert f"output folder {mount}" in flat(result.stderr) and "Read-only file system" in flat(result.stderr)
+        assert "Traceback" not in result.stderr
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

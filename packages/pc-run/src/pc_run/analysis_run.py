@@ -222,25 +222,30 @@ def group_fingerprint(cfg: Configurator, datasets: list[str], run_options: RunOp
 
 @contextmanager
 def signals_stop_the_run():
-    """SIGTERM and SIGINT (Ctrl-C) raise ``RunInterrupted`` in the main thread, once: the run
-    stops its workers, checkpoints what finished and writes its report. A second Ctrl-C kills."""
+    """SIGTERM and SIGINT (Ctrl-C) stop the run, once: raised as ``KeyboardInterrupt`` (which no
+    ``except Exception`` of the user's code or ours swallows), the run stops its workers,
+    checkpoints what finished, writes its report and ends here in ``RunInterrupted`` with
+    exit code 128 + the signal. A second signal kills the process."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.getsignal(signum) for signum in caught}
+    received: list[int] = []
 
     def interrupt(signum, frame):
         for other in caught:
             signal.signal(other, signal.SIG_DFL)
-        raise RunInterrupted(f"stopped by {signal.Signals(signum).name}", exit_code=128 + signum)
+        received.append(signum)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for signum in caught:
         signal.signal(signum, interrupt)
     try:
         yield
     except KeyboardInterrupt:
-        raise RunInterrupted("stopped by SIGINT", exit_code=128 + signal.SIGINT) from None
+        signum = received[0] if received else signal.SIGINT
+        raise RunInterrupted(f"stopped by {signal.Signals(signum).name}", exit_code=128 + signum) from None
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -305,9 +310,11 @@ def _run_groups(request, cfg, cfg_path, groups, run_options, folder: OutputFolde
             log.warning("failed jobs %s are not datasets/groups of this run (filters?); not resubmitted", unknown)
         groups = {name: datasets for name, datasets in groups.items() if name in failed_before}
         if not groups:
+            hint = ("; they were written by a run with --process-separately (-ps): add -ps"
+                    if not request.process_separately and ALL_GROUP not in failed_before else "")
             raise PocketCoffeaError(
                 f"--resubmit-failed: none of the failed jobs {failed_before} in {outputdir / FAILED_JOBS_FILE} "
-                f"is a dataset/group of this run (available: {sorted(build_groups(cfg.fileset, request.process_separately, run_options.get('group-samples')))})"
+                f"is a dataset/group of this run (available: {sorted(build_groups(cfg.fileset, request.process_separately, run_options.get('group-samples')))}){hint}"
             )
         log.info("Resubmitting %d failed jobs: %s", len(groups), list(groups))
     fingerprints = {name: group_fingerprint(cfg, datasets, run_options) for name, datasets in groups.items()}
@@ -341,7 +348,7 @@ def _run_groups(request, cfg, cfg_path, groups, run_options, folder: OutputFolde
                 try:
                     result = run_fileset(group_cfg, group_cfg.fileset, factory.get(), run_options, checkpoints=checkpoints)
                     _save_group_output(result, target, checkpoints)
-                except (RunInterrupted, OutputFolderError):
+                except (KeyboardInterrupt, OutputFolderError):
                     state["groups"][name]["status"] = "interrupted"
                     raise
                 except Exception as exc:  # noqa: BLE001 - with -ps one failure must not stop the others

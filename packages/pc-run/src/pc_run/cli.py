@@ -10,6 +10,7 @@ import click
 from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
 
 from .analysis_run import LOG_FILE, RunRequest, append_traceback, run_analysis
+from .output_folder import OutputFolderError
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,11 @@ def run_command(
 ):
     """Run an analysis on NanoAOD files using PocketCoffea processors"""
     outdir = Path(outputdir).expanduser()
-    outdir.mkdir(parents=True, exist_ok=True)
-    setup_logging(loglevel, outdir / LOG_FILE)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        setup_logging(loglevel, outdir / LOG_FILE)
+    except OSError as exc:
+        raise OutputFolderError(f"output folder {outdir.absolute()} is not writable: {exc.strerror or exc}") from None
     _quiet_known_warnings()
     request = RunRequest(
         cfg=cfg,
