@@ -124,7 +124,8 @@ def test_chunk_that_always_kills_its_worker_fails_named(config, tmp_path):
     result = run(["--cfg", config, "-o", tmp_path / "out", "-e", "futures", "-s", 2, "-c", 5],
                  env=fault_env(PC_FAULT_KILL_ALWAYS="1"))
     assert result.returncode == 1
-    assert "nano_dy.root, entries 10-15 killed the worker running it 2 times" in flat(result.stderr)
+    assert ("nano_dy.root, entries 10-15 killed the worker running it (2 times while running alone; last: a worker "
+            "process died: signal 9 (SIGKILL))") in flat(result.stderr)
     assert not (tmp_path / "out" / "output_all.coffea").exists()
     report = json.loads((tmp_path / "out" / "processing_report.json").read_text())
     assert report["failed"] == ["all"]

@@ -360,7 +360,7 @@ def _run_groups(request, cfg, cfg_path, groups, run_options, folder: OutputFolde
                     log.error("%s failed: %s", name, exc)
                     outcomes.append(GroupOutcome(name, datasets, "failed", error=str(exc)))
                     if not request.process_separately:
-                        stop = exc
+                        stop, kept = exc, checkpoints.exists()
                         break
                     continue
                 finally:
@@ -390,8 +390,8 @@ def _run_groups(request, cfg, cfg_path, groups, run_options, folder: OutputFolde
         )
     if stop is not None:
         raise RunFailedError(
-            f"{stop}. The finished chunks are checkpointed; fix the cause (traceback in {outputdir / LOG_FILE}) and "
-            "rerun the same command to finish the run"
+            f"{stop}. " + ("The finished chunks are checkpointed; " if kept else "")
+            + f"fix the cause (traceback in {outputdir / LOG_FILE}) and rerun the same command to finish the run"
         )
     if failed:
         message = f"{len(failed)} job(s) failed. Failed jobs saved to {outputdir / FAILED_JOBS_FILE}"

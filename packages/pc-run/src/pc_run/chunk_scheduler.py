@@ -118,6 +118,7 @@ def _worker_initializer() -> None:
 class InlineBackend:
     """Iterative: each chunk in this process, when submitted."""
 
+    isolates_deaths = False  # a chunk that kills this process kills the run
     capacity = 1
     description = "iterative"
 
@@ -145,6 +146,8 @@ class InlineBackend:
 class ProcessPoolBackend:
     """Futures: ``workers`` processes forked from this one; a dead worker breaks the pool,
     which is replaced."""
+
+    isolates_deaths = True
 
     def __init__(self, payload: ProcessorPayload, workers: int):
         self.payload = payload
@@ -209,6 +212,8 @@ class DaskBackend:
     """Dask: one task per chunk; dask itself reruns the tasks of a worker that died and
     gives up (``KilledWorker``) on a task that killed ``allowed-failures`` workers."""
 
+    isolates_deaths = False  # dask already reran the task on other workers
+
     def __init__(self, payload: ProcessorPayload, client):
         self.client = client
         self.payload = client.scatter(payload, broadcast=True)
@@ -245,6 +250,8 @@ class DaskBackend:
 
 class ParslBackend:
     """Parsl: one app call per chunk on the factory's loaded HighThroughputExecutor."""
+
+    isolates_deaths = False
 
     def __init__(self, payload: ProcessorPayload):
         from parsl.app.python import PythonApp
@@ -333,8 +340,8 @@ class ChunkKilledWorkers(PocketCoffeaError):
         self.item = item
         super().__init__(
             f"chunk of dataset {item.dataset!r}, file {item.filename}, entries {item.entrystart}-{item.entrystop} "
-            f"killed the worker running it {MAX_SOLO_DEATHS} times while running alone ({detail}); "
-            "this is usually memory: lower the chunksize or raise mem-per-worker"
+            f"killed the worker running it ({detail}); this is usually memory: lower the chunksize or raise "
+            "mem-per-worker"
         )
 
 
@@ -413,6 +420,8 @@ class ChunkScheduler:
     def _worker_died(self, attempt: _Attempt, detail: str, inflight: dict, solo_queue) -> None:
         """Every chunk that was in the pool goes again, alone; one that kills its worker alone
         ``MAX_SOLO_DEATHS`` times is failed."""
+        if not self.backend.isolates_deaths:
+            raise ChunkKilledWorkers(attempt.item, detail)
         victims = [attempt, *inflight.values()]
         inflight.clear()
         if attempt.solo:
@@ -421,7 +430,7 @@ class ChunkScheduler:
                         attempt.item.filename, attempt.item.entrystart, attempt.item.entrystop,
                         attempt.item.dataset, detail, attempt.deaths, MAX_SOLO_DEATHS)
             if attempt.deaths >= MAX_SOLO_DEATHS:
-                raise ChunkKilledWorkers(attempt.item, detail)
+                raise ChunkKilledWorkers(attempt.item, f"{MAX_SOLO_DEATHS} times while running alone; last: {detail}")
         else:
             log.warning("%s; its %d chunk(s) in flight are run again, one at a time", detail, len(victims))
         self.backend.restart()
