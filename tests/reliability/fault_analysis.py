@@ -11,6 +11,7 @@ test can kill or interrupt the run from outside, a chunk fills the disk. Nothing
 ``PC_FAULT_CORRECTION=1``: every chunk opens ``corrections/missing_sf.json`` (missing).
 ``PC_FAULT_SLEEP=<seconds>``: every chunk sleeps that long.
 ``PC_FAULT_FILL=<path>``: the last DY chunk fills the file system of ``path``.
+``PC_FAULT_HIST=1``: the configuration has a histogram of a field the muons do not have.
 """
 from __future__ import annotations
 
@@ -65,6 +66,11 @@ def make_fault_analysis(folder: Path, fileset: dict) -> Path:
     text = (CONFIGS / "config_pcrun.py").read_text()
     text = text.replace("from workflow_pcrun import MuonJetProcessor",
                         "from fault_workflow import FaultProcessor as MuonJetProcessor")
+    text = text.replace("cfg = Configurator(", (
+        "import os\n"
+        "if os.environ.get('PC_FAULT_HIST'):\n"
+        "    variables['muon_ptt'] = HistConf([Axis(coll='MuonGood', field='ptt', label='x', bins=2, start=0, stop=4)])\n"
+        "\ncfg = Configurator("), 1)
     faulty = folder / "config_faults.py"
     faulty.write_text(text)
     return faulty

@@ -148,6 +148,17 @@ def test_analysis_error_is_not_retried_and_named_once(config, tmp_path):
     assert "Traceback" in (tmp_path / "out" / "run.log").read_text()
 
 
+def test_histogram_of_a_missing_field_fails_on_the_first_chunk_once(config, tmp_path):
+    result = run(["--cfg", config, "-o", tmp_path / "out", "-c", 5, "--skip-bad-files"], env=fault_env(PC_FAULT_HIST="1"))
+    assert result.returncode == 1
+    message = flat(result.stderr)
+    assert "nano_dy.root, entries 0-5:" in message  # the first chunk
+    assert "histogram 'muon_ptt'" in message and "MuonGood.ptt" in message
+    assert message.count("the analysis failed") == 2  # the log line and the error, for one chunk
+    report = json.loads((tmp_path / "out" / "processing_report.json").read_text())
+    assert report["failed"] == ["all"] and report["skipped_files"] == []
+
+
 def test_missing_correction_file_is_an_analysis_error_not_a_bad_input(config, tmp_path):
     result = run(["--cfg", config, "-o", tmp_path / "out", "--skip-bad-files"], env=fault_env(PC_FAULT_CORRECTION="1"))
     assert result.returncode == 1
