@@ -313,6 +313,11 @@ class AnalysisError(PocketCoffeaError):
         )
 
 
+def _detail(failure: ChunkFailure) -> str:
+    """A read failure's message without its leading kind (printed next to it anyway)."""
+    return failure.message.removeprefix(f"{failure.kind}: ")
+
+
 class InputFileError(PocketCoffeaError):
     """An input file cannot be read and skip-bad-files is off."""
 
@@ -324,9 +329,10 @@ class ReadFailure(InputFileError):
         self.item = item
         self.failure = failure
         hint = read_error_hint(failure.kind)
+        message = _detail(failure)
         super().__init__(
             f"input file {item.filename} of dataset {item.dataset!r} could not be read ({failure.kind}) "
-            f"at entries {item.entrystart}-{item.entrystop} after {attempts} attempt(s): {failure.message}. "
+            f"at entries {item.entrystart}-{item.entrystop} after {attempts} attempt(s): {message}. "
             + (f"Hint: {hint}. " if hint else "")
             + "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
             "'skip-bad-files: true') to skip it"
@@ -447,14 +453,14 @@ class ChunkScheduler:
         limit = self._retry_limit(failure)
         if attempt.read_failures <= limit:
             log.warning("Reading %s (entries %d-%d) failed (%s), attempt %d of %d: %s", item.filename,
-                        item.entrystart, item.entrystop, failure.kind, attempt.read_failures, limit + 1, failure.message)
+                        item.entrystart, item.entrystop, failure.kind, attempt.read_failures, limit + 1, _detail(failure))
             queue.appendleft(attempt)
             return
         if not self.skip_bad_files:
             raise ReadFailure(item, failure, attempt.read_failures)
         log.warning("Skipping entries %d-%d of input file %s of dataset %r (%s) after %d attempt(s): %s",
                     item.entrystart, item.entrystop, item.filename, item.dataset, failure.kind,
-                    attempt.read_failures, failure.message)
+                    attempt.read_failures, _detail(failure))
         self.callbacks.skipped(item, failure)
         self.callbacks.progress(item)
 

@@ -254,7 +254,7 @@ def run_fileset(
             if (entry["dataset"], entry["file"]) == (chunk.dataset, chunk.filename):
                 entry["events"] = (entry["events"] or 0) + events
                 return
-        reason = f"{failure.kind}: {failure.message}"
+        reason = failure.message if failure.message.startswith(f"{failure.kind}:") else f"{failure.kind}: {failure.message}"
         accounting.skipped.append(_skip_entry(chunk.dataset, chunk.filename, reason, failure.kind, events))
 
     start = time.perf_counter()
