@@ -67,17 +67,18 @@ def test_auto_recreates_failed_and_running_jobs(prepared):
     jobs_config = (jobs_dir / "jobs_config.yaml").read_bytes()
     result = invoke_run([*base, "--recreate-jobs", "auto"])
     assert result.exit_code == 0, (result.output, result.exception)
-    assert _flags(jobs_dir) == {0: ["done"], 1: ["idle"], 2: ["idle"]}
+    # a dry-run prepares the files but changes no flag and moves no log
+    assert _flags(jobs_dir) == {0: ["done"], 1: ["failed"], 2: ["running"]}
     # the failed job read through XRootD with an error: other replica; Rucio unreachable -> redirector
     assert _pickled_files(jobs_dir, 1) == [f.replace(SITE, REDIRECTOR) for f in files_before[1]]
     assert all(f.startswith(REDIRECTOR + "/store/") for f in _pickled_files(jobs_dir, 1))
     assert _pickled_files(jobs_dir, 2) == files_before[2] and _pickled_files(jobs_dir, 0) == files_before[0]
-    # the log that triggered the rewrite is archived; the running job moves one flavour up
-    assert not (jobs_dir / "logs" / "job_1.err").exists()
-    assert (jobs_dir / "logs" / "processedlogs" / "job_1.0.err").exists()
+    # dry-run: the log that triggered the rewrite stays; the running job moves one flavour up
+    assert (jobs_dir / "logs" / "job_1.err").exists()
+    assert not (jobs_dir / "logs" / "processedlogs").exists()
     assert [_flavour(jobs_dir, i) for i in range(3)] == ['"microcentury"', '"microcentury"', '"longlunch"']
     assert (jobs_dir / "jobs_config.yaml").read_bytes() == jobs_config
-    # a second call finds both jobs idle: same queue for the idle ones (no bump), no new rewrite
+    # a second dry-run bumps from the flavour the job was submitted with: still one flavour up, no new rewrite
     result = invoke_run([*base, "--recreate-jobs", "auto"])
     assert result.exit_code == 0, (result.output, result.exception)
     assert [_flavour(jobs_dir, i) for i in range(3)] == ['"microcentury"', '"microcentury"', '"longlunch"']
@@ -93,7 +94,7 @@ def test_explicit_jobs_queue_and_redirector(prepared):
     run_log = (jobs_dir.parent / "run.log").read_text()  # the run's log file keeps every warning
     assert "--blocklist-sites T1_DE_KIT is ignored" in run_log
     assert "'superlong' is not a known HTCondor JobFlavour" in run_log
-    assert _flags(jobs_dir) == {0: ["idle"], 1: ["failed"], 2: ["idle"]}
+    assert _flags(jobs_dir) == {0: ["done"], 1: ["failed"], 2: ["running"]}  # dry-run: no flag changes
     for i in (0, 2):
         assert _pickled_files(jobs_dir, i) == [f.replace(SITE, REDIRECTOR) for f in files_before[i]]
         assert _flavour(jobs_dir, i) == '"superlong"'

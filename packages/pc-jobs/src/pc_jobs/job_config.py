@@ -4,7 +4,7 @@ The manual-job executors pickle (cloudpickle) one loaded ``Configurator`` per jo
 ``fileset`` is that job's slice. A replaced file goes through ``Configurator.with_fileset``
 (a new configurator, the loaded one is not mutated). A plain mapping with a ``"fileset"``
 key is accepted too, so tools that pickle only the job's inputs work the same way.
-The pickle is rewritten atomically: a crash leaves the old one.
+The pickle is rewritten atomically (a crash leaves the old one) and world-readable (0644).
 """
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from typing import Any
 import cloudpickle
 from pc_core.atomic import atomic_write_bytes
 from pc_core.errors import PocketCoffeaError
+
+
+FILE_MODE = 0o644
 
 
 class JobConfigError(PocketCoffeaError):
@@ -63,7 +66,10 @@ def with_fileset(config: Any, fileset: Mapping[str, Any], path: str | os.PathLik
 
 
 def save_job_config(config: Any, path: str | os.PathLike) -> None:
+    """Atomic write, then 0644: the job (HTCondor's file transfer, maybe as another user) reads it
+    whatever the umask; mkstemp alone would leave it 0600."""
     atomic_write_bytes(path, cloudpickle.dumps(config))
+    os.chmod(path, FILE_MODE)
 
 
 def rewrite_job_files(path: str | os.PathLike, new_url: Callable[[str], str]) -> dict[str, str]:

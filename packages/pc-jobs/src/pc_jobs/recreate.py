@@ -14,8 +14,16 @@ For every selected job (explicit indices, or ``auto``: the jobs flagged ``.faile
 2. the queue: ``--recreate-queue`` rewrites ``+JobFlavour``; otherwise ``auto`` bumps
    jobs found ``.running`` one flavour longer;
 3. ``inner_run_options.yaml`` is rewritten from the current run options and ``job.sh`` /
-   ``job_{i}.sub`` are patched (idempotently) to use it;
-4. the job is flagged ``.idle`` and ``job_{i}.sub`` submitted (not with ``dry-run``).
+   ``job_{i}.sub`` are patched (idempotently) to use it; the submit commands that come from
+   run options (``request_memory`` from ``mem-per-worker``, cpus, disk, image, retries, extra
+   directives) are rewritten from the *current* run options (``+JobFlavour`` stays the
+   queue logic's); a ``request_memory`` raised by an earlier memory recovery is kept if larger;
+4. through ``recovery.RecoveryPass`` (the jobs folder's lock, one schedd query, the history):
+   a job with a copy still queued, running, held or being retried in HTCondor is skipped
+   (reported with its ``cluster.proc`` and status); a copy held for memory is removed and
+   the job resubmitted with ``request_memory`` raised; the others are flagged ``.idle`` and
+   ``job_{i}.sub`` submitted. With ``dry-run`` the files are prepared but no flag, log or
+   history changes and nothing is submitted or removed.
 """
 from __future__ import annotations
 
@@ -32,11 +40,22 @@ from rich.table import Table
 from .job_logs import find_read_failures
 from .job_script import patch_inner_options
 from .jobs_dir import JobsDir, JobsDirError, parse_job_selection, write_job_file
-from .submission import Submitted, submit_file
+from .recovery import (
+    RecoveryError,
+    RecoveryPass,
+    Submitter,
+    last_recorded,
+    make_world_readable,
+    request_memory_of,
+    tag_job,
+)
+from .submission import Submitted
 from .submit_file import (
+    FLAVOUR_COMMAND,
     ensure_input,
     job_flavour,
     next_flavour,
+    set_command,
     set_job_flavour,
     warn_unknown_flavour,
 )
@@ -61,12 +80,34 @@ class JobChange:
     rewrites: int = 0
     reason: str = ""
     queue: str | None = None
+    request_memory: int | None = None
+    skipped: str = ""
 
 
 @dataclass
 class RecreateResult:
     changes: list[JobChange] = field(default_factory=list)
     submitted: list[Submitted] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+
+
+def apply_run_options(sub: str, run_options: Mapping[str, Any], memory_floor: int | None = None) -> str:
+    """``sub`` with the submit commands that come from run options set from the *current* ones.
+
+    ``+JobFlavour`` is left to the queue logic; ``request_memory`` is at least ``memory_floor``
+    (what an earlier memory recovery raised it to).
+    """
+    from .condor_executor import site_directives
+
+    for key, value in site_directives(run_options).items():
+        if key == FLAVOUR_COMMAND:
+            continue
+        if key == "request_memory" and memory_floor is not None and int(value) < memory_floor:
+            log.warning("run option mem-per-worker gives request_memory %s MB, below the %d MB an earlier memory "
+                        "recovery raised it to: keeping %d MB", value, memory_floor, memory_floor)
+            value = str(memory_floor)
+        sub = set_command(sub, key, value)
+    return sub
 
 
 def xrootd_failures(jobs_dir: JobsDir, index: int) -> tuple[bool, list[str]]:
@@ -149,6 +190,8 @@ def recreate_jobs(
     *,
     gateway_factory: Callable[[], Any] = _default_gateway,
     console: Console | None = None,
+    submitter: Submitter | None = None,
+    schedd: Any = None,
 ) -> RecreateResult:
     console = console or Console(stderr=True)
     indices_available = jobs_dir.job_indices()
@@ -169,12 +212,34 @@ def recreate_jobs(
     if missing or not jobs_dir.script.is_file():
         raise JobsDirError(f"cannot recreate jobs: missing files in {jobs_dir.path}: "
                            f"{', '.join(missing + ([] if jobs_dir.script.is_file() else [str(jobs_dir.script)]))}")
+    dry_run = bool(run_options.get("dry-run"))
+    with RecoveryPass(jobs_dir.path, "pocket-coffea run --recreate-jobs", submitter=submitter, schedd=schedd) as rpass:
+        try:
+            rpass.copies  # one schedd query for every job of the folder
+        except RecoveryError as exc:
+            if not dry_run:
+                raise
+            log.warning("dry-run: %s", exc)
+            rpass.assume_no_copies()
+        return _recreate_locked(jobs_dir, request, run_options, chosen, states, rpass, dry_run, gateway_factory,
+                                console)
 
+
+def _recreate_locked(jobs_dir: JobsDir, request: RecreateRequest, run_options: Mapping[str, Any], chosen: list[int],
+                     states: Mapping[int, str | None], rpass: RecoveryPass, dry_run: bool,
+                     gateway_factory: Callable[[], Any], console: Console) -> RecreateResult:
+    result = RecreateResult()
     # everything is computed before anything is written, so a failure changes nothing
     script = patch_inner_options(jobs_dir.script.read_text())
+    submitted_flavour = job_flavour(jobs_dir.all_sub.read_text()) if jobs_dir.all_sub.is_file() else None
     plans: list[tuple[JobChange, bytes | None, str, bool]] = []
     for index in chosen:
         change = JobChange(index, states[index])
+        message = rpass.still_queued_message(index)
+        if message:
+            change.skipped = result.skipped[index] = message
+            result.changes.append(change)
+            continue
         with open(jobs_dir.config(index), "rb") as stream:
             cfg = cloudpickle.load(stream)
         xrootd_failed, failed_urls = xrootd_failures(jobs_dir, index)
@@ -182,46 +247,85 @@ def recreate_jobs(
             cfg.fileset, index, request, failed_urls, xrootd_failed, gateway_factory)
         pickled = cloudpickle.dumps(cfg.with_fileset(fileset)) if change.rewrites else None
         sub = ensure_input(jobs_dir.sub(index).read_text(), str(jobs_dir.inner_options))
+        sub = tag_job(apply_run_options(sub, run_options, last_recorded(jobs_dir.path, index, "request_memory")),
+                      jobs_dir.path, index)
         current = job_flavour(sub)
         if request.queue:
             change.queue = request.queue
         elif request.selection.strip().lower() == "auto" and states[index] == "running" and current:
-            change.queue = next_flavour(current)
+            # one flavour longer than the job was last submitted with (so a repeated dry-run bumps once)
+            change.queue = next_flavour(last_recorded(jobs_dir.path, index, "queue") or submitted_flavour or current)
         if change.queue and change.queue != current:
             sub = set_job_flavour(sub, change.queue)
         else:
             change.queue = current
+        new_memory, at_ceiling = rpass.planned_memory(index, sub)
+        if at_ceiling:
+            change.skipped = result.skipped[index] = at_ceiling
+            result.changes.append(change)
+            continue
+        memory = rpass.memory_reason(index)
+        if memory:
+            change.reason = "; ".join(r for r in (change.reason, memory) if r)
+        change.request_memory = new_memory or request_memory_of(sub)
+        result.changes.append(change)
         plans.append((change, pickled, sub, xrootd_failed))
 
-    jobs_dir.write_inner_options(run_options)
-    if script != jobs_dir.script.read_text():
-        write_job_file(jobs_dir.script, script, 0o755)
-    for change, pickled, sub, xrootd_failed in plans:
+    if plans:
+        jobs_dir.write_inner_options(run_options)
+        make_world_readable(jobs_dir.inner_options)
+        if script != jobs_dir.script.read_text():
+            write_job_file(jobs_dir.script, script, 0o755)
+    for change, pickled, sub, _ in plans:
         if pickled is not None:
             write_job_file(jobs_dir.config(change.index), pickled)
         write_job_file(jobs_dir.sub(change.index), sub)
+
+    console.print(_table(result.changes))
+    for index, why in sorted(result.skipped.items()):
+        console.print(why, markup=False)
+    if dry_run:
+        console.print(f"dry-run: {len(plans)} jobs prepared for resubmission in {jobs_dir.path} "
+                      "(no flag changed, nothing submitted)")
+        return result
+    for change, _, _, xrootd_failed in plans:
+        previous = jobs_dir.state(change.index)
+        jobs_dir.set_flag(change.index, "idle")
+        try:
+            outcome = rpass.resubmit(change.index, change.reason)
+        except BaseException:
+            if previous and previous != "idle":
+                jobs_dir.set_flag(change.index, previous)
+            raise
+        if not outcome.submitted:  # cannot happen after the checks above, but never guess
+            if previous and previous != "idle":
+                jobs_dir.set_flag(change.index, previous)
+            result.skipped[change.index] = outcome.skipped
+            console.print(outcome.skipped, markup=False)
+            continue
         if xrootd_failed:
             archive_logs(jobs_dir, change.index)
-        jobs_dir.set_flag(change.index, "idle")
-
-    result = RecreateResult([change for change, _, _, _ in plans])
-    console.print(_table(result.changes))
-    if run_options.get("dry-run"):
-        console.print(f"dry-run: {len(plans)} jobs prepared for resubmission in {jobs_dir.path}")
-        return result
-    for change in result.changes:
-        result.submitted.append(submit_file(jobs_dir.sub(change.index), 1))
-    console.print(f"Resubmitted {len(result.submitted)} job(s) from {jobs_dir.path}")
+        if outcome.removed:
+            console.print(f"job_{change.index}: removed held copy {', '.join(outcome.removed)}; resubmitted with "
+                          f"request_memory {outcome.request_memory} MB", markup=False)
+        result.submitted.append(Submitted(jobs_dir.sub(change.index), int(outcome.cluster or 0), 1))
+    console.print(f"Resubmitted {len(result.submitted)} job(s) from {jobs_dir.path}"
+                  + (f"; {len(result.skipped)} skipped" if result.skipped else ""))
     return result
 
 
 def _table(changes: list[JobChange]) -> Table:
     table = Table(title="Recreated jobs")
-    for name in ("job", "was", "files moved", "why", "queue"):
+    for name in ("job", "was", "files moved", "why", "queue", "memory (MB)"):
         table.add_column(name)
     for c in changes:
-        table.add_row(str(c.index), c.state or "-", str(c.rewrites), c.reason or "-", c.queue or "-")
+        if c.skipped:
+            table.add_row(str(c.index), c.state or "-", "-", "skipped (see below)", "-", "-")
+            continue
+        table.add_row(str(c.index), c.state or "-", str(c.rewrites), c.reason or "-", c.queue or "-",
+                      str(c.request_memory) if c.request_memory else "-")
     return table
 
 
-__all__ = ["RecreateRequest", "RecreateResult", "archive_logs", "recreate_jobs", "xrootd_failures"]
+__all__ = ["RecreateRequest", "RecreateResult", "apply_run_options", "archive_logs", "recreate_jobs",
+           "xrootd_failures"]

@@ -25,6 +25,9 @@ JOB_FLAVOURS = ("espresso", "microcentury", "longlunch", "workday", "tomorrow", 
 
 FLAVOUR_COMMAND = "+JobFlavour"
 INNER_OPTIONS_FILE = "inner_run_options.yaml"
+JOBS_DIR_ATTR = "PocketCoffeaJobsDir"
+JOB_ATTR = "PocketCoffeaJob"
+"""Job ClassAd attributes naming the jobs folder (absolute path) and the job index of every job."""
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)(i?)[bB]\s*$")
 _UNIT_POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
@@ -107,6 +110,9 @@ class SubmitSpec:
             "log": f"{jobs_dir}/logs/{logname}.log",
         }
         description.update(self.directives)
+        # the job's identity in the schedd: recovery asks for every copy of job i of this folder
+        description[f"+{JOBS_DIR_ATTR}"] = quote_value(str(jobs_dir))
+        description[f"+{JOB_ATTR}"] = index
         return description
 
     def for_job(self, index: int, chunksize: int) -> dict[str, str]:
