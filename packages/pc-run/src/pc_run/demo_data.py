@@ -42,6 +42,7 @@ YEAR = "2018"
 FILESET_NAME = "fileset_demo.json"
 MANIFEST_NAME = "demo_data_manifest.json"
 BASKET_EVENTS = 10_000
+FILE_MODE = 0o644  # every file written is world-readable (a job user reads it), whatever the umask
 
 Z_MASS, Z_WIDTH = 91.1876, 2.4952
 W_MASS, W_WIDTH = 80.379, 2.085
@@ -724,11 +725,13 @@ def write_nanoaod(
                 ("Runs", dict(runs)),
             ):  # mktree + extend, as for Events, so the leaf types read like NanoAOD's (uint32_t, not std::uint32_t)
                 file.mktree(name, {key: values.dtype for key, values in content.items()}, title=name).extend(content)
+        tmp.chmod(FILE_MODE)  # readable by a job user whatever the umask (mkstemp creates 0600)
     return n
 
 
 def _write_json(path: Path, content: Any) -> None:
     atomic_write_text(path, json.dumps(content, indent=4) + "\n")
+    path.chmod(FILE_MODE)
 
 
 # --------------------------------------------------------------------------- one file, manifest, fileset
