@@ -170,6 +170,17 @@ def test_missing_correction_file_is_an_analysis_error_not_a_bad_input(config, tm
 # --------------------------------------------------------------------------- bad input files
 
 
+def test_limit_chunks_leaves_the_later_files_unplanned_not_bad(config, tmp_path, fileset):
+    result = run(["--cfg", config, "-o", tmp_path / "out", "-c", 10, "-lc", 1], env=fault_env())
+    assert result.returncode == 0, result.stderr
+    output = load_output(tmp_path / "out" / "output_all.coffea")
+    assert output["cutflow"]["initial"] == {DY: 10, DATA: 10, TT: 10}
+    assert output["processing_metadata"]["skipped_files"] == []
+    ledger = output["processing_metadata"]["ledger"]
+    assert sorted((e["dataset"], e["processed"]) for e in ledger["files"].values()) == [
+        (DATA, [[0, 10]]), (DY, [[0, 10]]), (TT, [[0, 10]])]
+
+
 def test_truncated_file_is_skipped_as_corrupt_with_exact_accounting(config, tmp_path, fileset, nanoaod_dir):
     broken = tmp_path / "nano_tt_truncated.root"
     data = (nanoaod_dir / "nano_tt_v12.root").read_bytes()

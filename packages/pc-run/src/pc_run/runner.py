@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pc_core.errors import PocketCoffeaError
-from pc_core.ledger import LEDGER_KEY, PROCESSED, SKIPPED, file_identity, new_ledger, processed_events, record
-from pc_core.read_errors import OTHER, read_error_hint
+from pc_core.ledger import FAILED, LEDGER_KEY, PROCESSED, SKIPPED, file_identity, new_ledger, processed_events, record
+from pc_core.read_errors import OTHER, OTHER_IO, read_error_hint
 from pc_core.run_options import chunksize_for_sample
 
 from .chunk_scheduler import ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for
@@ -154,6 +154,20 @@ def _file_entries(cache: Mapping, chunks: list[WorkItem]) -> dict[tuple[str, str
     return entries
 
 
+def _beyond_chunk_limit(fileset: Mapping[str, Any], chunks: list[WorkItem], limit: int | None) -> set[tuple[str, str]]:
+    """Files that preprocessing never opened because ``limit-chunks`` was reached before them:
+    not planned, so neither processed nor skipped (a file before them without chunks failed)."""
+    if not limit:
+        return set()
+    beyond: set[tuple[str, str]] = set()
+    for dataset, entry in fileset.items():
+        files = list(entry["files"])
+        planned = [files.index(c.filename) for c in chunks if c.dataset == dataset]
+        if len(planned) >= limit:
+            beyond |= {(dataset, f) for f in files[max(planned) + 1:]}
+    return beyond
+
+
 def _record_chunk(accounting: _Accounting, chunk: WorkItem, entries: Mapping, status: str, **extra) -> None:
     record(
         accounting.ledger, identity=file_identity(chunk.filename, chunk.fileuuid), dataset=chunk.dataset,
@@ -211,17 +225,21 @@ def run_fileset(
     if checkpoints is not None:
         accumulator, ledger = checkpoints.load()
         if ledger is not None:
+            for file_entry in ledger["files"].values():  # what was skipped is tried again
+                file_entry[SKIPPED], file_entry[FAILED] = [], []
             accounting.accumulator, accounting.ledger = accumulator, ledger
             log.info("Resuming from %s: %d events already processed", checkpoints.path,
                      sum(processed_events(ledger).values()))
     opened = {(c.dataset, c.filename) for c in chunks}
+    unplanned = _beyond_chunk_limit(fileset, chunks, run_options.get("limit-chunks"))
     for dataset, entry in fileset.items():
         for file in entry["files"]:
-            if (dataset, file) in opened:
+            if (dataset, file) in opened or (dataset, file) in unplanned:
                 continue
             check = check_file(dataset, file, entry.get("treename", "Events"))
-            kind = check.kind or OTHER
-            reason = check.reason or f"{kind}: could not be opened during preprocessing"
+            kind = check.kind or OTHER_IO
+            reason = check.reason or (f"{kind}: could not be opened during preprocessing, but opened when checked "
+                                      "again (a transient failure: run the same command again)")
             if not skip_bad:
                 hint = read_error_hint(kind)
                 raise InputFileError(
