@@ -118,6 +118,8 @@ def test_futures_worker_killed_once_is_rerun_exactly(config, tmp_path, fileset, 
     output = load_output(tmp_path / "out" / "output_all.coffea")
     assert_exact(output, expected, fileset)
     assert_outputs_equal(output, reference, rtol=1e-12, skip=("ledger",))
+    report = json.loads((tmp_path / "out" / "processing_report.json").read_text())
+    assert report["groups"]["all"]["ledger"] == output["processing_metadata"]["ledger"]  # one ledger, twice
 
 
 def test_chunk_that_always_kills_its_worker_fails_named(config, tmp_path):
