@@ -43,6 +43,7 @@ from pc_core.errors import PocketCoffeaError
 from .job_config import JobConfigError, job_fileset, load_job_config, rewrite_job_files
 from .job_flags import STATES, JobsSnapshot, job_name, resolve_jobs_folder, scan_jobs, set_flag
 from .job_logs import LogEvent, ReadFailure, job_stdout_logs, parse_log_name, read_failure_in_file, read_user_logs
+from .recovery import DEFAULT_MEMORY_CEILING_MB, DEFAULT_MEMORY_FACTOR, RecoveryLockError, RecoveryPass
 from .submission import submit_file
 from .submit_file import job_flavour, next_flavour, set_job_flavour
 from .replica_lookup import ReplicaLookup, RucioReplicaLookup, normalise_url, server_of
@@ -243,7 +244,11 @@ class JobsMonitor:
         submitter: Submitter = condor_submit,
         log_grace: float = LOG_GRACE_SECONDS,
         clock: Callable[[], float] = time.time,
+        memory_factor: float = DEFAULT_MEMORY_FACTOR,
+        memory_ceiling: int = DEFAULT_MEMORY_CEILING_MB,
+        schedd: Any = None,
     ) -> None:
+        self.memory_factor, self.memory_ceiling, self.schedd = memory_factor, memory_ceiling, schedd
         self.folder = resolve_jobs_folder(folder)
         self.logs_dir = self.folder / "logs"
         self.resubmit = resubmit
@@ -333,9 +338,17 @@ class JobsMonitor:
                 messages.append(f"{job_name(index)} (HTCondor job {event.job_id}) was aborted by HTCondor: marked failed")
 
         if self.resubmit:
-            for index in sorted(i for i, s in states.items() if s == "failed"):
-                if self._recover(index, index in ready, messages):
-                    states[index] = "idle"
+            # recovery.py: the folder's lock, one schedd query (the default HTCondor submitter only), the history
+            try:
+                with RecoveryPass(self.folder, "check-jobs --resubmit", memory_factor=self.memory_factor,
+                                  memory_ceiling=self.memory_ceiling, submitter=self.submitter, schedd=self.schedd,
+                                  query=self.submitter is condor_submit or self.schedd is not None) as rpass:
+                    held = set(rpass.memory_held_jobs())
+                    for index in sorted(i for i, s in states.items() if s == "failed" or i in held):
+                        if self._recover(index, index in ready or index in held, messages, rpass):
+                            states[index] = "idle"
+            except RecoveryLockError as exc:
+                messages.append(f"no resubmission this poll: {exc}")
         else:
             for index in sorted(i for i, s in states.items() if s == "failed"):
                 failure = self._read_failure(index)
@@ -359,7 +372,7 @@ class JobsMonitor:
         except FileNotFoundError:
             return float("inf")
 
-    def _recover(self, index: int, ready: bool, messages: list[str]) -> bool:
+    def _recover(self, index: int, ready: bool, messages: list[str], rpass: RecoveryPass) -> bool:
         """Fix and resubmit one failed job; False when it is left failed (waiting or given up)."""
         name = job_name(index)
         if index in self.gave_up:
@@ -372,6 +385,10 @@ class JobsMonitor:
         logs = job_stdout_logs(self.logs_dir, index, self.state.clusters)
         if not logs and not ready and self._flag_age(index) < self.log_grace:
             return False  # HTCondor has not copied the job's stdout back yet
+        queued = rpass.still_queued_message(index)
+        if queued:  # never a second copy: HTCondor still has (or is retrying) this one
+            self._report_once(index, queued, messages, queued)
+            return False
         failure = self._read_failure(index)
         config_path = self.folder / f"config_{name}.pkl"
         try:
@@ -383,7 +400,15 @@ class JobsMonitor:
         if failure is None and not ready:
             tail = _last_line(logs[-1]) if logs else "no log"
             messages.append(f"{name} failed (not a read failure; last log line: {tail})")
-        cluster = self.submitter(self.folder / f"{name}.sub")
+        outcome = rpass.resubmit(index, f"could not read {failure.url}" if failure else "failed")
+        if not outcome.submitted:  # request_memory already at --memory-ceiling
+            self.gave_up.add(index)
+            messages.append(outcome.skipped)
+            return False
+        cluster = int(outcome.cluster or 0)
+        if outcome.removed:
+            messages.append(f"{name}: held copy {', '.join(outcome.removed)} removed; request_memory now "
+                            f"{outcome.request_memory} MB")
         self.state.resubmissions[index] = done + 1
         self.state.clusters[cluster] = index
         self.state.save(self.state_path)
@@ -520,12 +545,15 @@ def check_jobs(
     lookup: ReplicaLookup | None = None,
     submitter: Submitter = condor_submit,
     log_grace: float = LOG_GRACE_SECONDS,
+    memory_factor: float = DEFAULT_MEMORY_FACTOR,
+    memory_ceiling: int = DEFAULT_MEMORY_CEILING_MB,
 ) -> PollResult:
     """Poll until every job is done or failed for good (or once); returns the last poll."""
     console = console or Console()
     monitor = JobsMonitor(jobs_folder, resubmit=resubmit, max_resubmit=max_resubmit,
                           blacklist_threshold=blacklist_threshold, queue_shift=queue_shift,
-                          lookup=lookup, submitter=submitter, log_grace=log_grace)
+                          lookup=lookup, submitter=submitter, log_grace=log_grace,
+                          memory_factor=memory_factor, memory_ceiling=memory_ceiling)
     groups = load_groups(monitor.folder, group_by)
     messages: list[str] = []
 
@@ -580,15 +608,19 @@ def check_jobs(
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds between polls.")
 @click.option("--once", is_flag=True, help="Poll (and resubmit) once, print the tables and exit.")
+@click.option("--memory-factor", type=click.FloatRange(min=1.0, min_open=True), default=DEFAULT_MEMORY_FACTOR,
+              show_default=True, help="With --resubmit: multiply request_memory of a job held for memory by this.")
+@click.option("--memory-ceiling", type=click.IntRange(min=1), default=DEFAULT_MEMORY_CEILING_MB, show_default=True,
+              help="With --resubmit: never raise request_memory above this many MB.")
 @click.option("-ll", "--loglevel", default="WARNING", type=click.Choice(LOGLEVELS, case_sensitive=False),
               help="Console logging level.")
 def check_jobs_command(jobs_folder, details, resubmit, max_resubmit, blacklist_threshold, queue_shift,
-                       group_by, interval, once, loglevel) -> None:
+                       group_by, interval, once, memory_factor, memory_ceiling, loglevel) -> None:
     """Monitor the jobs of a condor run and optionally resubmit the failed ones."""
     setup_logging(loglevel)
     check_jobs(jobs_folder, details=details, resubmit=resubmit, max_resubmit=max_resubmit,
                blacklist_threshold=blacklist_threshold, queue_shift=queue_shift, group_by=group_by,
-               interval=interval, once=once)
+               interval=interval, once=once, memory_factor=memory_factor, memory_ceiling=memory_ceiling)
 
 
 def main() -> None:
