@@ -40,7 +40,8 @@ def main() -> None:
     step("Generate synthetic NanoAOD (skipped when already there)", ["pocket-coffea", "generate-demo-data", "-o", str(datadir)], env)
     step(
         "Run the demo analysis",
-        ["pocket-coffea", "run", "--cfg", str(CONFIG), "-o", str(outputdir), "-e", args.executor, "-s", args.scaleout],
+        ["pocket-coffea", "run", "--cfg", str(CONFIG), "-o", str(outputdir), "-e", args.executor, "-s", args.scaleout,
+         "--overwrite"],  # the demo always processes afresh (a plain rerun would resume or say "Nothing to do")
         env,
     )
     plots = outputdir / "plots"

@@ -61,7 +61,7 @@ class FaultProcessor(MuonJetProcessor):
 
 def make_fault_analysis(folder: Path, fileset: dict) -> Path:
     """The test analysis in ``folder`` with ``FaultProcessor`` as its workflow; returns the config path."""
-    config = make_analysis(folder, fileset)
+    make_analysis(folder, fileset)
     (folder / "fault_workflow.py").write_text(WORKFLOW)
     text = (CONFIGS / "config_pcrun.py").read_text()
     text = text.replace("from workflow_pcrun import MuonJetProcessor",

@@ -27,10 +27,9 @@ import multiprocessing
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
@@ -375,7 +374,6 @@ class ChunkScheduler:
     retries: int
     skip_bad_files: bool
     callbacks: ChunkCallbacks
-    failures_log: list[ChunkFailure] = field(default_factory=list)
 
     def _retry_limit(self, failure: ChunkFailure) -> int:
         if failure.kind in DETERMINISTIC_READ_KINDS:
@@ -445,7 +443,8 @@ class ChunkScheduler:
         solo_queue.extendleft(reversed(victims))
 
     def _failed(self, attempt: _Attempt, failure: ChunkFailure, queue) -> None:
-        self.failures_log.append(failure)
+        """A read failure goes again at once (with a freshly opened file) until its retries are
+        used up; then it is skipped or fatal. Any other failure is fatal at once."""
         item = attempt.item
         if failure.category != "read":
             raise AnalysisError(item, failure)
