@@ -112,6 +112,10 @@ def recovery_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         try:
+            os.fchmod(fd, FILE_MODE)  # whatever the umask: anyone may read who holds it
+        except OSError:
+            pass  # another user's lock file: reading and locking it is enough
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RecoveryLockError(
@@ -157,6 +161,8 @@ def append_history(folder: str | os.PathLike, *, job: int, action: str, reason: 
     path = history_path(folder)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
     try:
+        if os.fstat(fd).st_size == 0:
+            os.fchmod(fd, FILE_MODE)
         os.write(fd, (json.dumps(record) + "\n").encode())
     finally:
         os.close(fd)
