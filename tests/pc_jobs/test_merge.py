@@ -168,7 +168,13 @@ def test_files_and_globs(tmp_path, events, nanoaod_dir):
     make_jobs_dir(tmp_path, events, nanoaod_dir)
     out_dir = tmp_path / "output"
     pattern = str(out_dir / "output_job_*.coffea")
-    result = invoke(pattern)
+    result = invoke(pattern)  # the spec's own tip: the merged file goes beside the inputs
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert load_output(out_dir / "output_merged.coffea")["cutflow"]["initial"] == {"DY_2018": 40, "DATA_2018": 40}
+    (tmp_path / "elsewhere").mkdir()
+    moved = tmp_path / "elsewhere" / "output_job_0.coffea"
+    moved.write_bytes((out_dir / "output_job_0.coffea").read_bytes())
+    result = invoke(str(moved), str(out_dir / "output_job_1.coffea"))
     assert result.exit_code != 0 and "-o/--outputfile" in str(result.exception)
     merged_path = tmp_path / "merged.coffea"
     result = invoke(pattern, "-o", str(merged_path))

@@ -722,12 +722,20 @@ def merge_outputs(
         files.extend(job_outputs)
         if expected_fileset is None:
             expected_fileset, fileset_source = jobs.union_fileset(), f"the jobs' filesets in {jobs.path}"
-    if outputfile is None:
-        if jobs is None:
-            raise OutputError("No output file: pass -o/--outputfile (required unless -jc/--jobs-config is given)")
-        outputfile = jobs.jobs_dir.parent / MERGED_OUTPUT_NAME
-    outputfile = Path(outputfile)
     files = _dedupe(files)
+    if outputfile is None:
+        # beside the jobs folder, else beside the inputs (`merge-outputs output/output_job_*.coffea`)
+        folders = {path.resolve().parent for path in files}
+        if jobs is not None:
+            outputfile = jobs.jobs_dir.parent / MERGED_OUTPUT_NAME
+        elif len(folders) == 1:
+            outputfile = folders.pop() / MERGED_OUTPUT_NAME
+        else:
+            raise OutputError(
+                "No output file: the inputs are in several folders "
+                f"({', '.join(sorted(map(str, folders))[:3])}{', ...' if len(folders) > 3 else ''}); pass -o/--outputfile"
+            )
+    outputfile = Path(outputfile)
     if not files:
         raise OutputError("No input outputs to merge: pass .coffea files/globs and/or -jc/--jobs-config")
     if outputfile.exists() and not overwrite:
@@ -871,7 +879,8 @@ def not_processed_table(result: MergeResult) -> Table | None:
 @click.option("-jc", "--jobs-config", type=click.Path(), default=None,
               help="Jobs folder (or its jobs_config.yaml) of a condor run: merge every job's output.")
 @click.option("-o", "--outputfile", type=click.Path(dir_okay=False), default=None,
-              help="Merged output file [default with -jc: output_merged.coffea next to the jobs folder].")
+              help="Merged output file [default: output_merged.coffea next to the jobs folder (-jc), else next to the inputs "
+                   "when they share a folder].")
 @click.option("-f", "--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--allow-missing", is_flag=True,
               help="With -jc: merge even if some job outputs are missing or their jobs not done (warns).")
