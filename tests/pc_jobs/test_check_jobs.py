@@ -120,7 +120,8 @@ def test_summary_counts_and_flag_precedence(tmp_path):
     flag(folder, 4, "failed")
     # job 5 has no flag yet: it counts as idle
     result = JobsMonitor(folder).poll()
-    assert result.counts() == {"idle": 2, "running": 1, "done": 2, "failed": 1}
+    assert result.counts() == {"idle": 2, "running": 1, "evicted": 0, "held": 0, "done": 2, "failed": 1,
+                               "killed": 0, "removed": 0, "lost": 0}
     assert result.states == {0: "idle", 1: "running", 2: "done", 3: "done", 4: "failed", 5: "idle"}
     assert result.snapshot.total == 6 and not result.finished
     assert result.messages == ["job_4 failed"]
@@ -296,13 +297,14 @@ def test_periodic_remove_bumps_queue_once_and_resubmits(tmp_path):
     assert again.states[1] == "idle"
 
 
-def test_periodic_remove_read_only_shows_failed_and_changes_nothing(tmp_path):
+def test_periodic_remove_read_only_shows_removed_and_changes_nothing(tmp_path):
     folder = make_jobs(tmp_path / "job", 2, flavour="microcentury")
     flag(folder, 0, "done")
     flag(folder, 1, "running")
     (folder / "logs" / "job_1.log").write_text(ABORT_LOG)
     result = JobsMonitor(folder).poll()
-    assert result.states == {0: "done", 1: "failed"} and result.finished
+    assert result.states == {0: "done", 1: "removed"} and result.finished
+    assert result.jobs[1].job_id == "123.1" and "SYSTEM_PERIODIC_REMOVE" in result.jobs[1].remove_reason
     assert "SYSTEM_PERIODIC_REMOVE" in result.messages[0] and "--resubmit" in result.messages[0]
     assert (folder / "job_1.running").exists() and not (folder / "maxtime.txt").exists()
     assert job_flavour((folder / "job_1.sub").read_text()) == "microcentury"

@@ -1,8 +1,11 @@
 """``check-jobs``: watch the jobs of a manual-job (condor) run and, with ``--resubmit``, recover them.
 
-Every poll reads the flag files (``job_{i}.{idle,running,done,failed}``), shows a summary,
-an optional per-sample/dataset progress table (from ``jobs_config.yaml``) and per-job
-details. With ``--resubmit`` a failed job is resubmitted in place (``job_{i}.sub`` through
+Every poll asks HTCondor what became of each job (``pc_jobs.job_state``: the schedd, once per
+poll, and each job's event log ``logs/job_{i}.log``, reconciled with the flag files
+``job_{i}.{idle,running,done,failed}``), shows a summary (idle, running, evicted, held,
+done, failed, killed, removed, lost), what to do about held/killed/lost jobs, an optional
+per-sample/dataset progress table (from ``jobs_config.yaml``) and per-job details (exit code
+or signal, hold reason, the classified error line of the job's log). With ``--resubmit`` a failed job is resubmitted in place (``job_{i}.sub`` through
 the ``htcondor2`` bindings), after:
 
 - a failed read of an input file named in ``logs/job_*.{i}.out``: the URL goes to
@@ -10,6 +13,9 @@ the ``htcondor2`` bindings), after:
   (Rucio), and the log moves to ``logs/processedlogs/`` so it is not counted twice;
 - a server that failed more than ``--blacklist-threshold`` reads is blacklisted: every file
   of a resubmitted job on that server moves to another replica;
+- a job killed by a signal, or lost (HTCondor no longer has it, it never ended), is resubmitted
+  like a failed one; a held job stays queued (memory holds aside, see ``recovery.py``) and
+  check-jobs says what to do;
 - ``SYSTEM_PERIODIC_REMOVE`` (queue time limit) in the HTCondor log: ``+JobFlavour`` of
   ``job_{i}.sub`` is bumped by ``--queue-shift`` and the abort is remembered in ``maxtime.txt``.
 
@@ -32,6 +38,7 @@ from typing import Any
 import click
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -41,8 +48,11 @@ from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
 from pc_core.errors import PocketCoffeaError
 
 from .job_config import JobConfigError, job_fileset, load_job_config, rewrite_job_files
-from .job_flags import STATES, JobsSnapshot, job_name, resolve_jobs_folder, scan_jobs, set_flag
-from .job_logs import LogEvent, ReadFailure, job_stdout_logs, parse_log_name, read_failure_in_file, read_user_logs
+from .job_flags import JobsSnapshot, job_name, resolve_jobs_folder, scan_jobs, set_flag
+from .job_logs import LogDiagnosis, ReadFailure, diagnose_logs, job_stdout_logs, read_failure_in_file, stdout_logs_by_job
+from .job_state import ACTIVE, ENDED_BADLY, HOLD_CODES, JobState, JobStateReader, SchedQuery
+from .job_state import STATES as JOB_STATES
+from .job_state import schedd_query as default_schedd_query
 from .recovery import DEFAULT_MEMORY_CEILING_MB, DEFAULT_MEMORY_FACTOR, RecoveryLockError, RecoveryPass
 from .submission import submit_file
 from .submit_file import job_flavour, next_flavour, set_job_flavour
@@ -58,7 +68,12 @@ GROUP_BY = ("sample", "dataset", "none")
 LOG_GRACE_SECONDS = 30.0  # HTCondor copies a job's stdout back after the wrapper flagged it failed
 MESSAGES_SHOWN = 20
 BAR_WIDTH = 30
-STATE_COLOURS = {"done": "green", "running": "magenta", "idle": "blue", "failed": "red"}
+STATE_COLOURS = {"done": "green", "running": "magenta", "idle": "blue", "failed": "red", "evicted": "cyan",
+                 "held": "yellow", "killed": "bright_red", "removed": "dark_orange", "lost": "orange1"}
+BASE_STATES = ("idle", "running", "done", "failed")
+"""Always shown; the other states (evicted, held, killed, removed, lost) get a column when a job is in them."""
+BAR_ORDER = ("done", "running", "evicted", "idle", "held", "failed", "killed", "removed", "lost")
+ATTENTION_JOBS_SHOWN = 8
 
 Submitter = Callable[[Path], int]
 """Submit one ``job_{i}.sub`` file; returns the HTCondor cluster id."""
@@ -188,13 +203,14 @@ def group_progress(groups: Mapping[str, Iterable[int]], states: Mapping[int, str
     rows = []
     for name, jobs in groups.items():
         counter = Counter(states[i] for i in set(jobs) if i in states)
-        rows.append(GroupProgress(name, {state: counter.get(state, 0) for state in STATES}))
+        rows.append(GroupProgress(name, {state: counter.get(state, 0) for state in JOB_STATES}))
     return sorted(rows, key=lambda row: (row.pct_done, row.name))
 
 
 def stacked_bar(counts: Mapping[str, int], width: int = BAR_WIDTH) -> Text:
-    """done/running/idle/failed as coloured blocks whose lengths add up to ``width``."""
-    order = ("done", "running", "idle", "failed")
+    """Jobs per state (done, running, evicted, idle, held, failed, killed, removed, lost) as coloured
+    blocks whose lengths add up to ``width``."""
+    order = BAR_ORDER
     total = sum(counts.get(s, 0) for s in order)
     bar = Text()
     if total == 0:
@@ -213,20 +229,24 @@ def stacked_bar(counts: Mapping[str, int], width: int = BAR_WIDTH) -> Text:
 
 @dataclass
 class PollResult:
-    """The jobs after one poll: effective states (aborted jobs count as failed), what happened."""
+    """The jobs after one poll: their states (``pc_jobs.job_state.STATES``), what happened."""
 
     snapshot: JobsSnapshot
     states: dict[int, str]
     gave_up: set[int]
     messages: list[str]
     finished: bool
+    jobs: dict[int, JobState] = field(default_factory=dict)
+    schedd_error: str | None = None
 
     def counts(self) -> dict[str, int]:
+        """Jobs per state, every state of ``pc_jobs.job_state.STATES`` (zeros included)."""
         counter = Counter(self.states.values())
-        return {state: counter.get(state, 0) for state in STATES}
+        return {state: counter.get(state, 0) for state in JOB_STATES}
 
     def failed_jobs(self) -> list[int]:
-        return sorted(i for i, s in self.states.items() if s == "failed")
+        """Jobs that ended without a result (failed, killed, removed, lost) or wait on the user (held)."""
+        return sorted(i for i, s in self.states.items() if s != "done" and s not in ACTIVE)
 
 
 class JobsMonitor:
@@ -247,6 +267,7 @@ class JobsMonitor:
         memory_factor: float = DEFAULT_MEMORY_FACTOR,
         memory_ceiling: int = DEFAULT_MEMORY_CEILING_MB,
         schedd: Any = None,
+        schedd_query: SchedQuery | None = default_schedd_query,
     ) -> None:
         self.memory_factor, self.memory_ceiling, self.schedd = memory_factor, memory_ceiling, schedd
         self.folder = resolve_jobs_folder(folder)
@@ -265,6 +286,11 @@ class JobsMonitor:
         self.maxtime_path = self.folder / MAXTIME_NAME
         self.gave_up: set[int] = set()
         self._reported: set[tuple[int, str]] = set()
+        if schedd is not None and schedd_query is default_schedd_query:  # one schedd (real or fake) for both
+            def schedd_query(constraint: str, projection: list[str]) -> Any:
+                return schedd.query(constraint=constraint, projection=projection)
+        self.reader = JobStateReader(self.folder, query=schedd_query, cluster_jobs=self.state.clusters)
+        self._diagnoses: dict[tuple[tuple[str, int, int], ...], LogDiagnosis | None] = {}
 
     # -- helpers
     @property
@@ -275,31 +301,6 @@ class JobsMonitor:
     def blacklist(self) -> set[str]:
         return blacklisted_servers(self.failed_urls, self.blacklist_threshold)
 
-    def _job_of(self, event: LogEvent) -> int:
-        """The job an HTCondor event belongs to: ``job_{i}.log`` names it; else our own
-        resubmissions, the ``job_<c>.<i>.log`` name, or the ProcId (``jobs_all.sub``)."""
-        parsed = parse_log_name(event.log.name)
-        if parsed is not None and parsed[0] is None:
-            return parsed[1]
-        if event.cluster in self.state.clusters:
-            return self.state.clusters[event.cluster]
-        return parsed[1] if parsed is not None else event.proc
-
-    def _aborted_jobs(self, events: list[LogEvent]) -> dict[int, LogEvent]:
-        """The abort event of every job whose latest HTCondor attempt was aborted."""
-        latest: dict[int, int] = {}
-        for event in events:
-            index = self._job_of(event)
-            latest[index] = max(latest.get(index, -1), event.cluster)
-        for cluster, index in self.state.clusters.items():
-            latest[index] = max(latest.get(index, -1), cluster)
-        aborted: dict[int, LogEvent] = {}
-        for event in events:
-            index = self._job_of(event)
-            if event.is_abort and event.cluster == latest[index]:
-                aborted[index] = event
-        return aborted
-
     def _report_once(self, index: int, key: str, messages: list[str], text: str) -> None:
         if (index, key) not in self._reported:
             self._reported.add((index, key))
@@ -309,33 +310,45 @@ class JobsMonitor:
     def poll(self) -> PollResult:
         messages: list[str] = []
         snapshot = scan_jobs(self.folder)
-        states = {i: s or "idle" for i, s in snapshot.states.items()}
+        jobs = self.reader.read(snapshot)  # schedd + event logs + flags (pc_jobs.job_state)
+        states = {i: job.state for i, job in jobs.items()}
         handled = set(_read_lines(self.maxtime_path))
-        ready: set[int] = set()  # flagged failed by us this poll: no wrapper log to wait for
-        for index, event in sorted(self._aborted_jobs(read_user_logs(self.logs_dir)).items()):
-            if index not in states or states[index] not in ("idle", "running") or event.job_id in handled:
+        ready: set[int] = set()  # ended in HTCondor or flagged failed by us: no wrapper log to wait for
+        for index, job in sorted(jobs.items()):
+            self._report_state(job, messages)
+            if job.state != "removed" or job.flag not in (None, "idle", "running") or job.job_id in handled:
                 continue
-            why = "the queue's time limit (SYSTEM_PERIODIC_REMOVE)" if event.is_periodic_remove else "HTCondor"
+            periodic = bool(job.remove_reason and "SYSTEM_PERIODIC_REMOVE" in job.remove_reason)
+            why = ("the queue's time limit (SYSTEM_PERIODIC_REMOVE)" if periodic else
+                   "HTCondor" + (f" ({job.remove_reason})" if job.remove_reason else ""))
+            if job.hold_reason:
+                why += f" while held: {job.hold_reason}"
             if not self.resubmit:
-                states[index] = "failed"
-                self._report_once(index, f"abort {event.job_id}", messages,
-                                  f"{job_name(index)} (HTCondor job {event.job_id}) was removed by {why}; "
+                self._report_once(index, f"abort {job.job_id}", messages,
+                                  f"{job_name(index)} (HTCondor job {job.job_id}) was removed by {why}; "
                                   "use --resubmit to resubmit it")
                 continue
             set_flag(self.folder, index, "failed")
-            states[index] = "failed"
-            _append_line(self.maxtime_path, event.job_id)
-            handled.add(event.job_id)
+            _append_line(self.maxtime_path, str(job.job_id))
+            handled.add(str(job.job_id))
             ready.add(index)
-            if event.is_periodic_remove:
+            if periodic:
                 try:
                     old, new = bump_queue(self.folder / f"{job_name(index)}.sub", self.queue_shift)
-                    messages.append(f"{job_name(index)} (HTCondor job {event.job_id}) hit the time limit of queue "
+                    messages.append(f"{job_name(index)} (HTCondor job {job.job_id}) hit the time limit of queue "
                                     f"{old}: marked failed, +JobFlavour now {new}")
                 except (OSError, PocketCoffeaError) as exc:
                     messages.append(f"{job_name(index)} hit the queue's time limit but its queue cannot be bumped: {exc}")
             else:
-                messages.append(f"{job_name(index)} (HTCondor job {event.job_id}) was aborted by HTCondor: marked failed")
+                messages.append(f"{job_name(index)} (HTCondor job {job.job_id}) was removed by {why}: marked failed")
+        if self.resubmit:  # killed, lost, or an exit code HTCondor saw: flag failed, resubmit like a failed job
+            for index, job in sorted(jobs.items()):
+                if job.state not in ENDED_BADLY:
+                    continue
+                if job.flag != "failed" and job.state != "removed":
+                    set_flag(self.folder, index, "failed")
+                if job.cluster is not None:
+                    ready.add(index)
 
         if self.resubmit:
             # recovery.py: the folder's lock, one schedd query (the default HTCondor submitter only), the history
@@ -344,7 +357,7 @@ class JobsMonitor:
                                   memory_ceiling=self.memory_ceiling, submitter=self.submitter, schedd=self.schedd,
                                   query=self.submitter is condor_submit or self.schedd is not None) as rpass:
                     held = set(rpass.memory_held_jobs())
-                    for index in sorted(i for i, s in states.items() if s == "failed" or i in held):
+                    for index in sorted(i for i, s in states.items() if s in ENDED_BADLY or i in held):
                         if self._recover(index, index in ready or index in held, messages, rpass):
                             states[index] = "idle"
             except RecoveryLockError as exc:
@@ -353,11 +366,55 @@ class JobsMonitor:
             for index in sorted(i for i, s in states.items() if s == "failed"):
                 failure = self._read_failure(index)
                 detail = f": could not read {failure.url}" if failure else ""
-                self._report_once(index, "failed", messages, f"{job_name(index)} failed{detail}")
+                code = jobs[index].exit_code
+                exit_text = f" (exit code {code})" if code is not None else ""
+                self._report_once(index, "failed", messages, f"{job_name(index)} failed{exit_text}{detail}")
 
-        final = {"done"} | ({"failed"} if not self.resubmit else set())
-        finished = all(s in final or (s == "failed" and i in self.gave_up) for i, s in states.items())
-        return PollResult(snapshot, states, set(self.gave_up), messages, finished)
+        # the watch ends when HTCondor works on no job any more (held, killed, lost are not running);
+        # with --resubmit, failed/killed/removed/lost jobs are resubmitted until given up
+        finished = all(s not in ACTIVE and not (self.resubmit and s in ENDED_BADLY and i not in self.gave_up)
+                       for i, s in states.items())
+        return PollResult(snapshot, states, set(self.gave_up), messages, finished, jobs, self.reader.schedd_error)
+
+    def _report_state(self, job: JobState, messages: list[str]) -> None:
+        """Say once what happened to a held, killed, lost or evicted job, and what to do."""
+        name, ident = job_name(job.index), job.job_id
+        if job.state == "held":
+            code = (f"code {job.hold_code} {HOLD_CODES.get(job.hold_code, '')}".rstrip()
+                    if job.hold_code is not None else "no code")
+            subcode = f", subcode {job.hold_subcode}" if job.hold_subcode else ""
+            self._report_once(job.index, f"held {ident} {job.hold_code} {job.hold_reason}", messages,
+                              f"{name} (HTCondor job {ident}) is held: {job.hold_reason} ({code}{subcode}). "
+                              f"What to do: {job.advice()}")
+        elif job.state == "killed":
+            self._report_once(job.index, f"killed {ident}", messages,
+                              f"{name} (HTCondor job {ident}) was killed by signal {job.signal}. "
+                              f"What to do: {job.advice()}")
+        elif job.state == "lost":
+            self._report_once(job.index, f"lost {ident}", messages,
+                              f"{name} (HTCondor job {ident}) is lost: HTCondor no longer has it and its log records "
+                              f"no end (flag: {job.flag or 'none'}; last event: {job.last_event}). "
+                              f"What to do: {job.advice()}")
+        elif job.state == "evicted" and job.restarts & (job.restarts - 1) == 0:  # after 1, 2, 4, 8, ... restarts
+            self._report_once(job.index, f"evicted {ident} {job.restarts}", messages,
+                              f"{name} (HTCondor job {ident}) was evicted {job.restarts} time(s), last: "
+                              f"{job.restart_reason}; HTCondor will run it again")
+
+    def diagnosis(self, index: int, logs: Mapping[int, list[Path]] | None = None) -> LogDiagnosis | None:
+        """The classified error line of the job's stdout/stderr (cached while its logs do not change)."""
+        if logs is None:
+            logs = stdout_logs_by_job(self.logs_dir, self.state.clusters)
+        parts = []
+        for path in logs.get(index, []):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            parts.append((str(path), stat.st_size, stat.st_mtime_ns))
+        key = tuple(sorted(parts))
+        if key not in self._diagnoses:
+            self._diagnoses[key] = diagnose_logs([Path(p) for p, _, _ in key]) if key else None
+        return self._diagnoses[key]
 
     def _read_failure(self, index: int) -> ReadFailure | None:
         for path in reversed(job_stdout_logs(self.logs_dir, index, self.state.clusters)):
@@ -474,56 +531,128 @@ def _last_line(path: Path) -> str:
 # --------------------------------------------------------------------------- rendering
 
 
+def shown_states(states: Iterable[str]) -> list[str]:
+    """idle, running, done, failed, plus every other state some job is in (in ``JOB_STATES`` order)."""
+    present = set(states)
+    return [state for state in JOB_STATES if state in BASE_STATES or state in present]
+
+
 def summary_table(result: PollResult) -> Table:
     counts = result.counts()
-    table = Table(title=f"Jobs in {result.snapshot.folder}")
-    table.add_column("Total jobs", style="cyan", justify="right")
-    for state in STATES:
-        table.add_column(f"{state.capitalize()} jobs", style=STATE_COLOURS[state], justify="right")
-    table.add_row(str(result.snapshot.total), *(str(counts[s]) for s in STATES))
+    columns = shown_states(result.states.values())
+    table = Table(title=Text(f"Jobs in {result.snapshot.folder}"))
+    table.add_column("Total", style="cyan", justify="right")
+    for state in columns:
+        table.add_column(state.capitalize(), style=STATE_COLOURS[state], justify="right")
+    table.add_row(str(result.snapshot.total), *(str(counts[s]) for s in columns))
+    if result.schedd_error:
+        table.caption = Text(f"HTCondor schedd not reachable ({result.schedd_error}): states from the event logs",
+                             style="yellow")
     return table
 
 
 def progress_table(rows: list[GroupProgress], label: str, overlap: bool) -> Table:
     title = f"Progress by {label}" + (" (jobs with several samples counted under each)" if overlap else "")
+    columns = shown_states(state for row in rows for state, n in row.counts.items() if n)
     table = Table(title=title)
     table.add_column(label.capitalize(), style="cyan", no_wrap=True)
     table.add_column("Total", justify="right")
-    for state in ("idle", "running", "done", "failed"):
+    for state in columns:
         table.add_column(state.capitalize(), justify="right", style=STATE_COLOURS[state])
     table.add_column("Progress", no_wrap=True)
     table.add_column("% Done", justify="right")
     for row in rows:
         style = "green" if row.pct_done >= 99.5 else "yellow" if row.pct_done >= 50 else "red"
-        table.add_row(row.name, str(row.total), *(str(row.counts[s]) for s in ("idle", "running", "done", "failed")),
+        table.add_row(Text(row.name), str(row.total), *(str(row.counts.get(s, 0)) for s in columns),
                       stacked_bar(row.counts), Text(f"{row.pct_done:.1f}%", style=style))
     return table
 
 
+def _why(job: JobState, diagnosis: LogDiagnosis | None) -> Text:
+    """Hold reason / removal / restarts, and the classified error line of the job's log, as plain text."""
+    text = Text()
+    if job.state == "held":
+        text.append(job.hold_reason or "held", style="yellow")
+    elif job.state in ("removed", "lost", "evicted") or (job.state == "running" and job.restarts):
+        text.append(job.detail)
+    elif job.state == "failed" and job.detail and job.exit_code is None:
+        text.append(job.detail)
+    if diagnosis is not None and job.state in ("failed", "killed", "lost", "removed", "held"):
+        if text:
+            text.append("\n")
+        text.append(f"[{diagnosis.kind}] ", style="bold red")
+        text.append(f"{diagnosis.log.name}:{diagnosis.number}: {diagnosis.line}")
+    return text
+
+
 def details_table(result: PollResult, monitor: JobsMonitor) -> Table:
+    """One row per job: state, HTCondor id, exit code or signal, resubmissions, queue, and why
+    (hold reason, the error line of its log with its class). Log text is never markup."""
     table = Table(title="Job status")
-    for column in ("Job", "State", "Resubmissions", "Queue"):
-        table.add_column(column)
+    for column in ("Job", "State", "HTCondor", "Exit", "Resubm.", "Queue"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("Why", overflow="fold")
+    logs = stdout_logs_by_job(monitor.logs_dir, monitor.state.clusters)
     for index, state in sorted(result.states.items()):
+        job = result.jobs.get(index) or JobState(index, state)
         try:
             queue = job_flavour((monitor.folder / f"{job_name(index)}.sub").read_text(encoding="utf-8")) or "-"
         except OSError:
             queue = "-"
         label = state + (" (gave up)" if index in result.gave_up else "")
-        table.add_row(job_name(index), Text(label, style=STATE_COLOURS[state]),
-                      str(monitor.state.resubmissions.get(index, 0)), queue)
+        diagnosis = monitor.diagnosis(index, logs) if state not in ("done", "idle", "running", "evicted") else None
+        table.add_row(job_name(index), Text(label, style=STATE_COLOURS.get(state, "")), job.job_id or "-",
+                      job.outcome or "-", str(monitor.state.resubmissions.get(index, 0)), queue, _why(job, diagnosis))
+    return table
+
+
+def _state_label(job: JobState | None, state: str) -> str:
+    outcome = job.outcome if job is not None else ""
+    return f"{state}, {outcome}" if outcome and not outcome.startswith("held") else state
+
+
+def attention_table(result: PollResult) -> Table | None:
+    """Held, killed, lost, removed, evicted and failed jobs, grouped by state and kind of hold: a
+    reason (the first job's) and what to do. None when every job is fine."""
+    groups: dict[tuple[str, str], list[JobState]] = {}
+    for index, state in sorted(result.states.items()):
+        if state in ("done", "idle", "running"):
+            continue
+        job = result.jobs.get(index) or JobState(index, state)
+        groups.setdefault((state, job.hold_kind or ""), []).append(job)
+    if not groups:
+        return None
+    table = Table(title="Needs attention")
+    table.add_column("State", no_wrap=True)
+    table.add_column("Jobs")
+    table.add_column("Reason (first job)", overflow="fold")
+    table.add_column("What to do", overflow="fold")
+    order = {state: n for n, state in enumerate(JOB_STATES)}
+    for (state, kind), jobs in sorted(groups.items(), key=lambda item: order.get(item[0][0], 99)):
+        names = ", ".join(job_name(j.index) for j in jobs[:ATTENTION_JOBS_SHOWN])
+        if len(jobs) > ATTENTION_JOBS_SHOWN:
+            names += f", ... ({len(jobs)} jobs)"
+        first = jobs[0]
+        reason = first.hold_reason if state == "held" else (first.detail or first.outcome)
+        label = state + (f" ({kind})" if kind and state in ("held", "removed") else "")
+        table.add_row(Text(label, style=STATE_COLOURS.get(state, "")), Text(names), Text(reason or "-"),
+                      Text(first.advice() or "-"))
     return table
 
 
 def render(result: PollResult, monitor: JobsMonitor, groups: tuple[dict[str, list[int]], bool] | None,
-           group_by: str, details: bool, messages: list[str]) -> Group:
+           group_by: str, details: bool, messages: list[Text | str]) -> Group:
     parts: list[Any] = [summary_table(result)]
     if groups is not None:
         parts.append(progress_table(group_progress(groups[0], result.states), group_by, groups[1]))
+    attention = attention_table(result)
+    if attention is not None:
+        parts.append(attention)
     if details:
         parts.append(details_table(result, monitor))
     if messages:
-        parts.append(Panel("\n".join(messages[-MESSAGES_SHOWN:]), title="Log"))
+        shown = [m if isinstance(m, Text) else Text(m) for m in messages[-MESSAGES_SHOWN:]]
+        parts.append(Panel(Text("\n").join(shown), title="Log"))
     return Group(*parts)
 
 
@@ -547,22 +676,23 @@ def check_jobs(
     log_grace: float = LOG_GRACE_SECONDS,
     memory_factor: float = DEFAULT_MEMORY_FACTOR,
     memory_ceiling: int = DEFAULT_MEMORY_CEILING_MB,
+    schedd_query: SchedQuery | None = default_schedd_query,
 ) -> PollResult:
     """Poll until every job is done or failed for good (or once); returns the last poll."""
     console = console or Console()
     monitor = JobsMonitor(jobs_folder, resubmit=resubmit, max_resubmit=max_resubmit,
                           blacklist_threshold=blacklist_threshold, queue_shift=queue_shift,
                           lookup=lookup, submitter=submitter, log_grace=log_grace,
-                          memory_factor=memory_factor, memory_ceiling=memory_ceiling)
+                          memory_factor=memory_factor, memory_ceiling=memory_ceiling, schedd_query=schedd_query)
     groups = load_groups(monitor.folder, group_by)
-    messages: list[str] = []
+    messages: list[Text] = []
 
     def step() -> tuple[PollResult, Group]:
         result = monitor.poll()
         stamp = time.strftime("%H:%M:%S")
         for message in result.messages:
             log.debug("%s", message)
-            messages.append(f"[dim]{stamp}[/dim] {message}")
+            messages.append(Text.assemble((stamp, "dim"), " ", message))  # log text: never markup
         return result, render(result, monitor, groups, group_by, details, messages)
 
     if once:
@@ -580,14 +710,21 @@ def check_jobs(
             console.print("[yellow]Stopped watching (the jobs keep running).")
             return result
     if result.finished:
-        console.print("[green]All jobs are completed")
-        console.print(f"Now merge outputs with [yellow]merge-outputs -jc {monitor.folder}[/yellow]")
+        held = [i for i, s in result.states.items() if s == "held"]
+        if held:
+            console.print(f"[yellow]No job is idle or running any more; {len(held)} job(s) held in HTCondor "
+                          "wait for you (see 'Needs attention')")
+        else:
+            console.print("[green]All jobs are completed")
+        console.print(f"Now merge outputs with [yellow]merge-outputs -jc {escape(str(monitor.folder))}[/yellow]")
         failed = result.failed_jobs()
         if failed:
+            listed = ", ".join(f"{job_name(i)} ({_state_label(result.jobs.get(i), result.states[i])})" for i in failed)
             raise JobsFailedError(
-                f"{len(failed)} of {result.snapshot.total} jobs failed: {', '.join(job_name(i) for i in failed)}. "
-                f"Their logs are in {monitor.logs_dir}; resubmit them with check-jobs --resubmit (or "
-                "pocket-coffea run --recreate-jobs), or merge the rest with merge-outputs --allow-missing"
+                f"{len(failed)} of {result.snapshot.total} jobs failed: {listed}. "
+                f"Their logs are in {monitor.logs_dir}; release held jobs (condor_release) once their hold reason "
+                "is fixed, resubmit the others with check-jobs --resubmit (or pocket-coffea run --recreate-jobs), "
+                "or merge the rest with merge-outputs --allow-missing"
             )
     return result
 

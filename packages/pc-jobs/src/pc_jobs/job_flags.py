@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pc_core.errors import PocketCoffeaError
@@ -47,6 +47,8 @@ class JobsSnapshot:
 
     folder: Path
     states: dict[int, str | None]
+    mtimes: dict[int, float] = field(default_factory=dict)
+    """When each job's flag was last written (jobs without a flag are absent)."""
 
     @property
     def total(self) -> int:
@@ -87,7 +89,8 @@ def scan_jobs(folder: str | os.PathLike) -> JobsSnapshot:
         key = (mtime, _STAGE[state], state)
         if index not in best or key > best[index]:
             best[index] = key
-    return JobsSnapshot(folder, {i: best[i][2] if i in best else None for i in jobs})
+    return JobsSnapshot(folder, {i: best[i][2] if i in best else None for i in jobs},
+                        {i: best[i][0] for i in jobs if i in best})
 
 
 def set_flag(folder: str | os.PathLike, index: int, state: str) -> None:

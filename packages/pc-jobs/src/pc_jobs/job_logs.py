@@ -186,14 +186,132 @@ def read_user_logs(logs_dir: Path) -> list[LogEvent]:
     return events
 
 
+
+
+# --------------------------------------------------------------------------- diagnosis: the error line of a job
+
+
+@dataclass(frozen=True)
+class LogDiagnosis:
+    """The line of a job's stdout/stderr that says why it failed, and its class.
+
+    ``kind`` is a read-failure kind of ``pc_core.read_errors`` (``dead-server``, ``missing-file``,
+    ``corrupt-file``, ``dns``, ``permission``, ``other-io``) when an input file could not be
+    read, ``error`` for another Python exception, ``wrapper`` for a message of ``job.sh``
+    (``[pocket-coffea job N] ...``) and ``other`` for the last line of a log saying nothing more.
+    The text is the log's, verbatim: show it as plain text, never as markup.
+    """
+
+    kind: str
+    line: str
+    log: Path
+    number: int
+    url: str | None = None
+
+
+_EXCEPTION_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(?P<type>[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Failure)|Error)(?::\s*(?P<msg>.*))?$")
+_WRAPPER_LINE = re.compile(r"^\[pocket-coffea job \d+\] .*(failed|no output|\bexit\b)")
+
+
+def _classify_text(type_name: str, text: str) -> str:
+    """A read-failure kind for an exception named ``type_name`` with message ``text``."""
+    import builtins
+
+    from pc_core.read_errors import OTHER, OTHER_IO, classify_read_error
+
+    kind_type = getattr(builtins, type_name, None)
+    if not (isinstance(kind_type, type) and issubclass(kind_type, BaseException)):
+        kind_type = OSError
+    try:
+        exc = kind_type(text)
+    except Exception:  # noqa: BLE001 - exception types with unusual constructors
+        exc = OSError(text)
+    kind = classify_read_error(exc)
+    return OTHER_IO if kind == OTHER else kind
+
+
+def classify_failure(lines: Sequence[str], log: Path = Path("-")) -> LogDiagnosis | None:
+    """Why a job failed, from one of its logs: a read failure (classified) first, then the last
+    Python exception line, then the wrapper's own failure message, else None."""
+    for failure in find_read_failures(lines, log):
+        match = _PC_RUN_FAILURE.search(failure.message)
+        window = " ".join(lines[failure.line - 1: failure.line - 1 + _LOOKAHEAD + 1])
+        if match:
+            kind = match.group("kind")
+            if kind in ("missing-file", "other-io"):  # a DNS or permission failure said more precisely
+                better = _classify_text("OSError", window)
+                kind = better if better in ("dns", "permission") else kind
+        else:
+            type_match = _EXCEPTION_LINE.match(failure.message)
+            kind = _classify_text(type_match.group("type") if type_match else "OSError", window)
+        return LogDiagnosis(kind, failure.message, log, failure.line, failure.url)
+    exception = None
+    wrapper = None
+    for number, line in enumerate(lines, 1):
+        if _EXCEPTION_LINE.match(line) and not line.lstrip().startswith("Traceback"):
+            exception = (number, line.strip())
+        elif _WRAPPER_LINE.match(line.strip()):
+            wrapper = (number, line.strip())
+    if exception is not None:
+        return LogDiagnosis("error", exception[1], log, exception[0])
+    if wrapper is not None:
+        return LogDiagnosis("wrapper", wrapper[1], log, wrapper[0])
+    return None
+
+
+def diagnose_logs(paths: Sequence[Path]) -> LogDiagnosis | None:
+    """The most telling line of a job's logs (newest first; a read failure or exception beats the
+    wrapper's message), or the last line of the newest non-empty log as ``other``."""
+    found: list[LogDiagnosis] = []
+    last: LogDiagnosis | None = None
+    for path in sorted(paths, key=lambda p: (p.stat().st_mtime if p.exists() else 0, p.name), reverse=True):
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        diagnosis = classify_failure(lines, path)
+        if diagnosis is not None:
+            found.append(diagnosis)
+        if last is None:
+            numbered = [(n, ln.strip()) for n, ln in enumerate(lines, 1) if ln.strip()]
+            if numbered:
+                last = LogDiagnosis("other", numbered[-1][1][:300], path, numbered[-1][0])
+    rank = {"wrapper": 1, "error": 2}
+    if found:
+        return max(found, key=lambda d: rank.get(d.kind, 3))  # newest log wins among equals (max is stable)
+    return last
+
+
+def stdout_logs_by_job(logs_dir: Path, cluster_jobs: Mapping[int, int] | None = None) -> dict[int, list[Path]]:
+    """``job_stdout_logs`` for every job with one listing of ``logs_dir``."""
+    cluster_jobs = cluster_jobs or {}
+    found: dict[int, list[Path]] = {}
+    try:
+        entries = list(os.scandir(logs_dir))
+    except OSError:
+        return found
+    for entry in entries:
+        parsed = parse_log_name(entry.name)
+        if parsed is None or parsed[2] == "log":
+            continue
+        cluster, index, _ = parsed
+        owner = cluster_jobs.get(cluster, index) if cluster is not None else index
+        found.setdefault(owner, []).append(Path(entry.path))
+    return found
+
+
 __all__ = [
     "READ_FAILURE_TRIGGERS",
+    "LogDiagnosis",
     "LogEvent",
     "ReadFailure",
+    "classify_failure",
+    "diagnose_logs",
     "find_read_failure",
     "job_stdout_logs",
     "parse_log_name",
     "parse_user_log",
     "read_failure_in_file",
     "read_user_logs",
+    "stdout_logs_by_job",
 ]
