@@ -15,14 +15,15 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import ExecutorError
-from .run_options import RunOptions, available_executors, parse_executor
+from .run_options import RunOptions, available_executors, parse_executor, unread_keys
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,13 @@ class ExecutorFactoryABC(abc.ABC):
     The constructor stores the run options and output folder, then calls ``setup()``
     (start a cluster, check a proxy...).  ``get()`` returns the executor instance;
     ``close()`` releases what ``setup()`` acquired.  Usable as a context manager.
+
+    ``run_option_keys`` declares the run-option keys the engine reads (None: not declared,
+    then the keys of the engine's template section in the packaged defaults count);
+    ``get_executor_factory`` refuses keys the user set that the engine does not read.
     """
+
+    run_option_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, run_options: Mapping[str, Any], outputdir: str | Path | None = None, **kwargs: Any):
         self.run_options = run_options
@@ -188,11 +195,43 @@ def get_executor_factory(
             )
         return factory
     known = available_executors()
-    if executor not in known:
+    user_site = isinstance(run_options, RunOptions)  # a site section of the user's YAML resolved it
+    if executor not in known and not user_site:
         raise ExecutorError(
             f"unknown executor {executor!r}; available executors: {', '.join(known)}. "
             "A site is a section of the packaged run-options defaults (see docs/executors.md); "
             "for a one-off setup pass --executor-custom-setup"
         )
     factory_class = load_factory_class(engine)
+    if isinstance(run_options, RunOptions):
+        check_keys_read(run_options, factory_class.run_option_keys)
     return factory_class(run_options=run_options, outputdir=outputdir, **kwargs)
+
+
+def check_keys_read(run_options: RunOptions, reads: frozenset[str] | None = None) -> None:
+    """Refuse run options the user set that the executor's engine does not read (see
+    ``pc_core.run_options.unread_keys``): an error for a key of one other engine, a warning
+    for a key several other engines share."""
+    errors, warnings = unread_keys(run_options, reads)
+    for message in warnings:
+        logger.warning(message)
+    if errors:
+        raise ExecutorError("; ".join(errors))
+
+
+def find_grid_proxy(run_options: Mapping[str, Any]) -> Path | None:
+    """The grid proxy to hand to workers and jobs: ``voms-proxy``, else ``$X509_USER_PROXY``,
+    else ``/tmp/x509up_u<uid>``; None when there is none or ``ignore-grid-certificate``."""
+    if run_options.get("ignore-grid-certificate"):
+        return None
+    configured = run_options.get("voms-proxy")
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise ExecutorError(f"run option voms-proxy = {configured!r}: no such file; create the proxy or fix the path")
+        return path.absolute()
+    path = Path(os.environ.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}")
+    if path.is_file():
+        return path.absolute()
+    logger.info("no grid proxy found (voms-proxy, $X509_USER_PROXY, %s): workers run without one", path)
+    return None

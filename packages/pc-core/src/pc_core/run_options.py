@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -221,6 +221,16 @@ SCHEMA: dict[str, KeySpec] = {
     "scheduler-port": KeySpec(
         "an integer 0-65535 or null", _optional(_int_check(0, 65535)), "port of the dask scheduler"
     ),
+    "scheduler-host": KeySpec(
+        _OPT_STR, _optional(_str_check), "address the scheduler (dask) or interchange (parsl) listens on"
+    ),
+    "scheduler-interface": KeySpec(
+        _OPT_STR, _optional(_str_check), "network interface of the scheduler/interchange, e.g. 'eth0'"
+    ),
+    "worker-timeout": KeySpec(
+        "an integer >= 1 (seconds) or null", _optional(_int_check(1)),
+        "seconds to wait for the first worker before the run stops (null: forever)",
+    ),
     "dashboard-address": KeySpec(_OPT_STR, _optional(_str_check), "dask dashboard address, null: none"),
     "gateway-address": KeySpec(_OPT_STR, _optional(_str_check), "dask-gateway address"),
     "gateway-proxy-address": KeySpec(_OPT_STR, _optional(_str_check), "dask-gateway proxy address"),
@@ -234,7 +244,6 @@ SCHEMA: dict[str, KeySpec] = {
     # condor manual jobs
     "job-name": KeySpec("a folder name (string without '/')", _job_name_check, "sub-folder of jobs-dir"),
     "jobs-dir": KeySpec(_OPT_STR, _optional(_str_check), "where the jobs folder goes; null: --outputdir"),
-    "split-by-category": KeySpec("a boolean", _bool_check, "split the output by category in each job"),
     "eos-prefix": KeySpec(_OPT_STR, _optional(_str_check), "xrootd prefix used to copy outputs to EOS"),
     "dry-run": KeySpec("a boolean", _bool_check, "prepare the jobs folder but do not submit"),
     "max-retries": KeySpec("an integer >= 0 or null", _optional(_int_check(0)), "HTCondor retries of a job"),
@@ -243,6 +252,21 @@ SCHEMA: dict[str, KeySpec] = {
     ),
     "notify-user": KeySpec(_OPT_STR, _optional(_str_check), "e-mail HTCondor notifies"),
 }
+
+
+# keys that existed once and are refused with a reason rather than "unknown"
+REMOVED_KEYS: dict[str, str] = {
+    "split-by-category": (
+        "it was never implemented (jobs always write one output with every category); "
+        "remove it from your run options"
+    ),
+}
+
+# keys the run itself reads, whatever the executor (the rest belongs to engines)
+RUNNER_KEYS = frozenset({
+    "scaleout", "chunksize", "limit-files", "limit-chunks", "retries", "tree-reduction", "skip-bad-files",
+    "checkpoint-interval", "voms-proxy", "ignore-grid-certificate", "group-samples",
+})
 
 
 def known_keys() -> list[str]:
@@ -272,6 +296,8 @@ def validate_options(options: Any, source: str) -> dict[str, Any]:
         )
     for key, value in options.items():
         spec = SCHEMA.get(key) if isinstance(key, str) else None
+        if spec is None and key in REMOVED_KEYS:
+            raise RunOptionsError(f"{source}: run option {key!r} is not supported: {REMOVED_KEYS[key]}")
         if spec is None:
             hint = _suggestion(str(key))
             message = f"{source}: unknown run option {str(key)!r}."
@@ -305,7 +331,65 @@ def _parse_yaml(text: str, source: str) -> Any:
 
 
 def read_options_file(path: str | Path) -> dict[str, Any]:
-    """Read and validate a custom run-options YAML (a flat mapping of option: value)."""
+    """Read and validate a custom run-options YAML; only its flat ``option: value`` part
+    (site sections, ``engine@site: {...}``, are validated and left out: see read_options_layers)."""
+    return read_options_layers(path)[0]
+
+
+def _is_section_name(key: Any, value: Any, engines: Iterable[str]) -> bool:
+    """A key of a custom run-options mapping that names an executor section, not an option."""
+    if not isinstance(key, str) or key in SCHEMA or key in REMOVED_KEYS:
+        return False
+    return "@" in key or (key in engines and isinstance(value, Mapping))
+
+
+def split_sections(
+    options: Any, source: str, defaults: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Split a custom run-options mapping into its flat options and its executor sections.
+
+    ``engine@site: {...}`` (and ``engine: {...}``) sections define or amend a site; each is
+    validated on its own and its engine must be one with a packaged template section.
+    """
+    if options is None:
+        return {}, {}
+    if not isinstance(options, Mapping):
+        raise RunOptionsError(
+            f"{source}: run options must be a mapping of option: value, got {type(options).__name__}"
+        )
+    defaults = load_defaults() if defaults is None else defaults
+    engines = engine_names(defaults)
+    flat: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in options.items():
+        if not _is_section_name(key, value, engines):
+            flat[key] = value
+            continue
+        try:
+            engine, _site = parse_executor(key)
+        except ExecutorError as exc:
+            raise RunOptionsError(f"{source}: section {key!r}: {exc}") from None
+        if engine not in engines:
+            raise RunOptionsError(
+                f"{source}: section {key!r} names engine {engine!r}, which has no template; "
+                f"a site section must be 'engine@site' with engine one of {', '.join(engines)}"
+            )
+        if not isinstance(value, Mapping):
+            raise RunOptionsError(
+                f"{source}: section {key!r} must be a mapping of option: value, got {type(value).__name__}"
+            )
+        sections[key] = validate_options(value, f"{source} [{key}]")
+    return validate_options(flat, source), sections
+
+
+def engine_names(defaults: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """Engines with a template section (``iterative``, ``futures``, ``dask``, ``parsl``, ``condor``)."""
+    sections = load_defaults() if defaults is None else defaults
+    return sorted(name for name in sections if name != GENERAL_SECTION and "@" not in name)
+
+
+def read_options_layers(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Read a custom run-options YAML: ``(flat options, {executor: section options})``, validated."""
     path = Path(path)
     if not path.is_file():
         raise RunOptionsError(
@@ -316,7 +400,7 @@ def read_options_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise RunOptionsError(f"{path}: cannot read the custom run options file: {exc}") from exc
-    return validate_options(_parse_yaml(text, str(path)), str(path))
+    return split_sections(_parse_yaml(text, str(path)), str(path))
 
 
 def defaults_path() -> str:
@@ -444,28 +528,40 @@ def load_run_options(
     options (a YAML path or a mapping) -> ``cli_overrides`` (None values mean "not given";
     snake_case keys are accepted there).  Nothing passed in is modified.
     """
-    parse_executor(executor)
+    engine, _site = parse_executor(executor)
     executor = executor.strip()
     defaults = load_defaults()
-    if executor not in defaults or executor == GENERAL_SECTION:
+    flat: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    source = "custom run options"
+    if custom_options is not None:
+        if isinstance(custom_options, Mapping):
+            flat, sections = split_sections(custom_options, source, defaults)
+        else:
+            source = str(custom_options)
+            flat, sections = read_options_layers(custom_options)
+    packaged = executor in defaults and executor != GENERAL_SECTION
+    if not packaged and not (executor in sections and engine in defaults):
         raise ExecutorError(
             f"unknown executor {executor!r}; available executors: {', '.join(available_executors(defaults))}"
+            + (f"; sections of {source}: {', '.join(sections)}" if sections else "")
+            + f". To define your own site, add a section '{executor}:' with its options to your "
+            "--custom-run-options YAML (engine one of " + ", ".join(engine_names(defaults)) + ")"
         )
     data: dict[str, Any] = {}
     origins: dict[str, str] = {}
 
-    def layer(values: Mapping[str, Any], source: str) -> None:
+    def layer(values: Mapping[str, Any], origin: str) -> None:
         for key, value in values.items():
             data[key] = value
-            origins[key] = source
+            origins[key] = origin
 
     layer(defaults[GENERAL_SECTION], GENERAL_SECTION)
-    layer(defaults[executor], executor)
-    if custom_options is not None:
-        if isinstance(custom_options, Mapping):
-            layer(validate_options(custom_options, "custom run options"), "custom run options")
-        else:
-            layer(read_options_file(custom_options), str(custom_options))
+    # a user-defined site starts from its engine's template, as the packaged sites do
+    layer(defaults[executor] if packaged else defaults[engine], executor if packaged else engine)
+    if executor in sections:
+        layer(sections[executor], f"{source} [{executor}]")
+    layer(flat, source)
     layer(validate_options(_drop_none(cli_overrides, normalize=True), CLI_SOURCE), CLI_SOURCE)
     return RunOptions(data, executor, origins)
 
@@ -497,3 +593,53 @@ def per_sample_value(value: Any, sample: str, key: str) -> int:
         f"run option {key!r} has no entry for sample {sample!r} and no 'default'; "
         f"keys present: {', '.join(map(str, value))}. Add '{sample}: <int>' or 'default: <int>'."
     )
+
+
+# ----------------------------------------------------------------------------------------
+# Which engine reads which key
+# ----------------------------------------------------------------------------------------
+
+
+def engine_keys(engine: str, defaults: Mapping[str, Mapping[str, Any]] | None = None) -> frozenset[str]:
+    """The keys an engine reads according to its packaged template section, plus the run's own keys."""
+    sections = load_defaults() if defaults is None else defaults
+    return frozenset(sections.get(engine, {})) | RUNNER_KEYS
+
+
+def is_packaged_origin(origin: str, defaults: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
+    """True when a key's value came from the packaged defaults (``general`` or a packaged section)."""
+    sections = load_defaults() if defaults is None else defaults
+    return origin in sections
+
+
+def unread_keys(
+    options: RunOptions, reads: Iterable[str] | None = None, defaults: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[list[str], list[str]]:
+    """Keys set by the user (custom YAML, a user site section, the command line) that the
+    executor's engine does not read: ``(errors, warnings)``, each a message.
+
+    ``reads`` is what the engine's factory declares (default: its template section). A key
+    that two or more other engines read (``queue``, ``mem-per-worker``: one options file for
+    several executors is normal) is a warning; a key that at most one other engine reads
+    (``job-name`` for condor, ``performance-report`` for dask) is an error. ``null`` values
+    count as not set.
+    """
+    sections = load_defaults() if defaults is None else defaults
+    engine = options.engine
+    readable = frozenset(reads) if reads is not None else engine_keys(engine, sections)
+    errors: list[str] = []
+    warnings: list[str] = []
+    for key in options:
+        if key in readable or options[key] is None:
+            continue
+        origin = options.origin(key)
+        if is_packaged_origin(origin, sections):
+            continue
+        readers = [name for name in engine_names(sections) if name != engine and key in sections[name]]
+        where = f"run option {key!r} (set in {origin}) is not read by executor {options.executor!r}"
+        if len(readers) >= 2:
+            warnings.append(f"{where}; it is read by {', '.join(readers)}; ignored")
+        else:
+            hint = f"only {readers[0]} reads it" if readers else "no executor reads it"
+            errors.append(f"{where} ({hint}); remove it, or run with an executor that reads it")
+    return errors, warnings

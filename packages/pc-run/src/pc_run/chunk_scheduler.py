@@ -229,7 +229,10 @@ class DaskBackend:
     def wait(self, futures):
         from distributed import wait
 
-        done, _ = wait(list(futures), timeout=1.0, return_when="FIRST_COMPLETED")
+        try:
+            done, _ = wait(list(futures), timeout=1.0, return_when="FIRST_COMPLETED")
+        except TimeoutError:  # nothing finished within the second (distributed raises, not returns)
+            return set()
         return set(done)
 
     def result(self, future):
@@ -248,17 +251,36 @@ class DaskBackend:
 
 
 class ParslBackend:
-    """Parsl: one app call per chunk on the factory's loaded HighThroughputExecutor."""
+    """Parsl: one app call per chunk on the DataFlowKernel the factory loaded (``parsl.load``).
 
-    isolates_deaths = False
+    The processor travels pickled once per call (parsl has no broadcast); tasks whose block
+    was lost are rerun by parsl itself (the config's ``retries``), then reported as a dead
+    worker."""
+
+    isolates_deaths = False  # parsl already reran the task on another block
 
     def __init__(self, payload: ProcessorPayload):
+        import parsl
         from parsl.app.python import PythonApp
 
+        try:
+            dfk = parsl.dfk()
+        except Exception as exc:  # parsl.errors.NoDataFlowKernelError
+            raise ExecutorError(
+                "the parsl executor has no loaded parsl configuration; its factory must call parsl.load() in setup()"
+            ) from exc
         self.payload = payload
-        self.app = PythonApp(run_chunk_task)
-        self.capacity = 64
-        self.description = "parsl"
+        self.app = PythonApp(run_chunk_task, data_flow_kernel=dfk)
+        workers = 0
+        for executor in dfk.executors.values():
+            managers = getattr(executor, "connected_managers", None)
+            if callable(managers):
+                try:
+                    workers += sum(int(m.get("worker_count", 0) or 0) for m in managers())
+                except Exception:  # noqa: BLE001 - only sizes the queue
+                    pass
+        self.capacity = max(4, 2 * workers)
+        self.description = f"parsl ({', '.join(dfk.executors)})"
 
     def submit(self, item, settings):
         return self.app(item, self.payload, settings)
@@ -268,7 +290,12 @@ class ParslBackend:
         return done
 
     def result(self, future):
-        return future.result()
+        from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
+
+        try:
+            return future.result()
+        except (ManagerLost, WorkerLost) as exc:
+            raise WorkerDied(f"parsl lost the worker running it: {exc}") from exc
 
     def restart(self):
         pass

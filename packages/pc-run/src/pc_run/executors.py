@@ -1,10 +1,18 @@
 """Executor factories of pc-run: ``iterative``, ``futures``, ``dask`` / ``dask@site``, ``parsl`` / ``parsl@site``.
 
 One generic class per engine; a site is data (a section of pc-core's packaged run-options
-defaults, e.g. ``dask@lxplus``) that the class reads: ``jobqueue-system`` says which kind of
-cluster to start (``local``, ``htcondor``, ``slurm``, ``gateway``, ``external``), the other
-keys size and place the workers. The factories are found by engine name through the
-``pocket_coffea.executors`` entry points (see packages/pc-run/pyproject.toml).
+defaults, e.g. ``dask@lxplus``, or a section ``dask@mysite:`` of the user's run-options YAML)
+that the class reads: ``jobqueue-system`` says which kind of cluster to start (``local``,
+``htcondor``, ``slurm``, ``gateway``, ``external``), the other keys size and place the
+workers. Each class declares the run-option keys it reads (``run_option_keys``); pc-core
+refuses keys the user set that the engine does not read. The factories are found by engine
+name through the ``pocket_coffea.executors`` entry points (see packages/pc-run/pyproject.toml).
+
+What every batch worker (dask-jobqueue job, parsl block) gets, the same way manual condor
+jobs get it: the Python environment (``local-virtualenv``/``conda-env``: PATH, VIRTUAL_ENV,
+CONDA_PREFIX set directly, no ``source``/``conda activate``, so ``/bin/sh`` and micromamba
+work), the grid proxy (transferred with the job on HTCondor, exported as
+``X509_USER_PROXY``) and the ``custom-setup-commands``, in that order.
 """
 from __future__ import annotations
 
@@ -14,15 +22,35 @@ import multiprocessing
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from coffea import processor
 
 from pc_core.errors import ExecutorError
-from pc_core.executors import ExecutorFactoryABC
+from pc_core.executors import ExecutorFactoryABC, find_grid_proxy
+from pc_core.run_options import RUNNER_KEYS
 
 log = logging.getLogger(__name__)
+
+PERFORMANCE_REPORT_FILE = "dask-performance-report.html"
+_POLL_SECONDS = 1.0
+
+# the keys each engine reads (kept equal to the engine's template section of the packaged
+# defaults by tests/pc_run/test_executor_options.py)
+_WORKER_KEYS = frozenset({
+    "cores-per-worker", "mem-per-worker", "disk-per-worker", "worker-image", "death-timeout", "queue",
+    "walltime", "account", "adaptive", "custom-setup-commands", "conda-env", "local-virtualenv",
+    "jobqueue-system", "worker-timeout", "scheduler-host", "scheduler-interface", "scheduler-port",
+    "job-extra-directives",
+})
+DASK_KEYS = RUNNER_KEYS | _WORKER_KEYS | {
+    "performance-report", "scheduler-address", "dashboard-address", "gateway-address", "gateway-proxy-address",
+    "worker-extra-args",
+}
+PARSL_KEYS = RUNNER_KEYS | _WORKER_KEYS | {"logs-dir"}
 
 
 def _scaleout(run_options: Mapping[str, Any], default: int = 1) -> int:
@@ -30,23 +58,264 @@ def _scaleout(run_options: Mapping[str, Any], default: int = 1) -> int:
     return int(value) if value else default
 
 
-def _env_setup_commands(run_options: Mapping[str, Any]) -> list[str]:
-    """Shell commands run on a batch worker before the Dask/Parsl worker starts."""
+def _executor_name(run_options: Mapping[str, Any], engine: str) -> str:
+    return getattr(run_options, "executor", engine)
+
+
+# --------------------------------------------------------------------------- worker environment
+
+
+def conda_prefix() -> str:
+    """The conda/mamba environment to put on the workers: ``$CONDA_PREFIX`` (set by conda,
+    mamba and micromamba activation), else this Python's prefix when it is an environment
+    (has ``conda-meta/``)."""
+    prefix = os.environ.get("CONDA_PREFIX")
+    if prefix:
+        return prefix
+    if (Path(sys.prefix) / "conda-meta").is_dir():
+        return sys.prefix
+    raise ExecutorError(
+        f"run option conda-env is true but no conda/mamba environment is active (CONDA_PREFIX unset) and this "
+        f"Python ({sys.prefix}) is not one; run from the environment the workers should use, or set "
+        "conda-env: false (local-virtualenv: true for a virtualenv)"
+    )
+
+
+def env_setup_commands(run_options: Mapping[str, Any], proxy: str | None = None) -> list[str]:
+    """POSIX-shell lines run on a batch worker before the Dask/Parsl worker starts.
+
+    The environment is set through its own paths (no ``source``, no ``conda activate``,
+    so ``/bin/sh``, conda and micromamba environments all work); ``proxy`` is the shell
+    expression of the proxy's path on the worker; the user's commands come last."""
     commands: list[str] = []
     if run_options.get("local-virtualenv"):
         venv = os.environ.get("VIRTUAL_ENV") or sys.prefix
-        commands.append(f"source {shlex.quote(venv)}/bin/activate")
+        commands += [f"export VIRTUAL_ENV={shlex.quote(venv)}", f'export PATH={shlex.quote(venv + "/bin")}:"$PATH"']
     if run_options.get("conda-env"):
-        prefix = os.environ.get("CONDA_PREFIX")
-        if not prefix:
-            raise ExecutorError("run option conda-env is true but no conda environment is active (CONDA_PREFIX unset)")
-        commands.append(f"conda activate {shlex.quote(prefix)}")
+        prefix = conda_prefix()
+        commands += [
+            f"export CONDA_PREFIX={shlex.quote(prefix)}",
+            f"export CONDA_DEFAULT_ENV={shlex.quote(Path(prefix).name)}",
+            f'export PATH={shlex.quote(prefix + "/bin")}:"$PATH"',
+        ]
+    if proxy:
+        commands.append(f"export X509_USER_PROXY={proxy}")
     commands += list(run_options.get("custom-setup-commands") or [])
     return commands
 
 
+def _proxy_on_worker(system: str, proxy: Path | None) -> str | None:
+    """Where the proxy is on a batch worker: transferred into the job's folder (HTCondor), or
+    the same path (SLURM: shared file system)."""
+    if proxy is None:
+        return None
+    if system == "htcondor":
+        return f'"$PWD"/{shlex.quote(proxy.name)}'
+    return shlex.quote(str(proxy))
+
+
+def _condor_directive_value(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if (key.startswith("+") or key.upper().startswith("MY.")) and not (
+        text.startswith('"') or text.replace(".", "", 1).isdigit() or text in ("true", "false")
+    ):
+        return f'"{text}"'
+    return text
+
+
+def condor_directives(run_options: Mapping[str, Any], proxy: Path | None) -> dict[str, str]:
+    """HTCondor submit commands from the site's keys: queue (``+JobFlavour``), image,
+    walltime (``+MaxRuntime``), the proxy's transfer, then ``job-extra-directives`` (which win)."""
+    directives: dict[str, str] = {}
+    if run_options.get("queue"):
+        directives["+JobFlavour"] = f'"{run_options["queue"]}"'
+    if run_options.get("worker-image"):
+        directives["MY.SingularityImage"] = f'"{run_options["worker-image"]}"'
+    if run_options.get("walltime"):
+        directives["+MaxRuntime"] = str(walltime_seconds(run_options["walltime"]))
+    extra = run_options.get("job-extra-directives") or {}
+    for key, value in extra.items():
+        directives[key] = _condor_directive_value(key, value)
+    if proxy is not None:
+        files = [f for f in (directives.get("transfer_input_files") or "").split(",") if f.strip()]
+        directives["transfer_input_files"] = ",".join([*files, str(proxy)])
+        directives.setdefault("should_transfer_files", "YES")
+    return directives
+
+
+def walltime_seconds(walltime: str | int) -> int:
+    if isinstance(walltime, int):
+        return walltime
+    seconds = 0
+    for part in str(walltime).split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+_seconds = walltime_seconds  # the old name
+
+
+def _size_gb(value: Any) -> float:
+    from dask.utils import parse_bytes
+
+    if isinstance(value, (int, float)):
+        return float(value)
+    return parse_bytes(str(value).replace(" ", "")) / 1e9
+
+
+# --------------------------------------------------------------------------- scheduler placement
+
+
+def scheduler_options(run_options: Mapping[str, Any], configured: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The scheduler's options: dask's own configuration (``jobqueue.<system>.scheduler-options``)
+    with the run options on top, each only where set: ``scheduler-host`` (``host``) or
+    ``scheduler-interface`` (``interface``; the two exclude each other, so one replaces the
+    other from the configuration), ``scheduler-port`` (``port``), ``dashboard-address``."""
+    options = dict(configured or {})
+    host, interface = run_options.get("scheduler-host"), run_options.get("scheduler-interface")
+    if host and interface:
+        raise ExecutorError(
+            f"run options scheduler-host ({host!r}) and scheduler-interface ({interface!r}) are both set; a "
+            "scheduler listens on an address or on an interface: set one of them"
+        )
+    if host:
+        options.pop("interface", None)
+        options["host"] = host
+    if interface:
+        options.pop("host", None)
+        options["interface"] = interface
+    if run_options.get("scheduler-port") is not None:
+        options["port"] = int(run_options["scheduler-port"])
+    if run_options.get("dashboard-address"):
+        options["dashboard_address"] = run_options["dashboard-address"]
+    return options
+
+
+# --------------------------------------------------------------------------- batch jobs
+
+
+_CONDOR_STATUS = {1: "idle", 2: "running", 3: "removed", 4: "completed", 5: "held", 6: "transferring output",
+                  7: "suspended"}
+
+
+def condor_job_report(job_ids: list[str]) -> dict[str, str]:
+    """``{job id: state and reason}`` from the schedd (htcondor2), for the jobs still queued."""
+    if not job_ids:
+        return {}
+    try:
+        import htcondor2
+
+        constraint = " || ".join(
+            f"(ClusterId == {int(c)} && ProcId == {int(p)})" for c, p in (j.split(".") for j in job_ids)
+        )
+        ads = htcondor2.Schedd().query(
+            constraint=constraint,
+            projection=["ClusterId", "ProcId", "JobStatus", "HoldReason", "LastRejMatchReason", "Requirements",
+                        "RequestCpus", "RequestMemory", "RequestDisk"],
+        )
+    except Exception as exc:  # noqa: BLE001 - the report is best effort; the error names the jobs anyway
+        return {job: f"state unknown (the schedd could not be queried: {type(exc).__name__}: {exc})" for job in job_ids}
+    report: dict[str, str] = {}
+    for ad in ads:
+        job = f"{ad['ClusterId']}.{ad['ProcId']}"
+        status = _CONDOR_STATUS.get(int(ad.get("JobStatus", 0)), f"status {ad.get('JobStatus')}")
+        if status == "held":
+            report[job] = f"held: {ad.get('HoldReason', 'no HoldReason')}"
+        elif status == "idle":
+            reason = ad.get("LastRejMatchReason")
+            report[job] = "idle: " + (f"{reason}; " if reason else "no machine matched yet; ") + (
+                f"Requirements = {ad.get('Requirements')}, RequestCpus = {ad.get('RequestCpus')}, "
+                f"RequestMemory = {ad.get('RequestMemory')} MB, RequestDisk = {ad.get('RequestDisk')} KB"
+            )
+        else:
+            report[job] = status
+    for job in job_ids:
+        report.setdefault(job, "no longer in the queue")
+    return report
+
+
+def remove_condor_jobs(job_ids: list[str], wait: float = 15.0) -> list[str]:
+    """Remove the jobs from the schedd and wait (up to ``wait`` s) until they left the queue;
+    returns the ids still queued."""
+    if not job_ids:
+        return []
+    try:
+        import htcondor2
+
+        schedd = htcondor2.Schedd()
+        ids = [j for j in job_ids if j.count(".") == 1]
+        constraint = " || ".join(f"(ClusterId == {int(c)} && ProcId == {int(p)})" for c, p in (j.split(".") for j in ids))
+        if not constraint:
+            return []
+        queued = schedd.query(constraint=f"({constraint}) && JobStatus != 3", projection=["ClusterId"])
+        if queued:
+            schedd.act(htcondor2.JobAction.Remove, f"({constraint}) && JobStatus != 3")
+        deadline = time.monotonic() + wait
+        while True:
+            left = schedd.query(constraint=constraint, projection=["ClusterId", "ProcId", "JobStatus"])
+            # removed jobs kept by leave_in_queue (parsl) are cleared for good
+            if any(int(ad.get("JobStatus", 0)) == 3 for ad in left) and time.monotonic() > deadline - wait / 2:
+                schedd.act(htcondor2.JobAction.RemoveX, f"({constraint}) && JobStatus == 3")
+            if not left or time.monotonic() > deadline:
+                return [f"{ad['ClusterId']}.{ad['ProcId']}" for ad in left]
+            time.sleep(0.5)
+    except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
+        log.warning("could not check that the worker jobs %s left the HTCondor queue: %s: %s",
+                    ", ".join(job_ids), type(exc).__name__, exc)
+        return list(job_ids)
+
+
+class WorkersNeverCame(ExecutorError):
+    """No worker connected within ``worker-timeout``."""
+
+
+def _no_workers_message(executor: str, system: str, timeout: float, job_ids: list[str], held_only: bool) -> str:
+    batch = {"htcondor": "HTCondor", "slurm": "SLURM"}.get(system, system)
+    head = (f"executor {executor!r}: every worker job is held" if held_only
+            else f"executor {executor!r}: no worker connected within {timeout:g} s (worker-timeout)")
+    if system == "htcondor" and job_ids:
+        states = condor_job_report(job_ids)
+        jobs = "; ".join(f"{job} {state}" for job, state in states.items())
+        detail = f"{batch} worker jobs: {jobs}"
+    elif job_ids:
+        detail = f"{batch} worker jobs {', '.join(job_ids)}"
+    else:
+        detail = f"jobqueue-system {system}: no worker job was submitted"
+    return (f"{head}; {detail}. The worker jobs were removed. Check the jobs' logs, their requirements "
+            "(mem-per-worker, cores-per-worker, queue, job-extra-directives) and that the workers can reach the "
+            "scheduler (scheduler-host/scheduler-interface), or raise worker-timeout")
+
+
+def _wait_for_workers(
+    count: Callable[[], int], timeout: float | None, job_ids: Callable[[], list[str]], system: str, executor: str
+) -> None:
+    """Return when a worker is connected; raise WorkersNeverCame after ``timeout`` s, or as
+    soon as every HTCondor worker job is held."""
+    start = time.monotonic()
+    last_check = start
+    while not count():
+        now = time.monotonic()
+        if timeout is not None and now - start > timeout:
+            raise WorkersNeverCame(_no_workers_message(executor, system, timeout, job_ids(), held_only=False))
+        if system == "htcondor" and now - last_check > 5:
+            last_check = now
+            ids = job_ids()
+            states = condor_job_report(ids) if ids else {}
+            if states and all(state.startswith("held") for state in states.values()):
+                raise WorkersNeverCame(_no_workers_message(executor, system, timeout or 0, ids, held_only=True))
+        time.sleep(_POLL_SECONDS)
+    log.info("first worker connected after %.1f s", time.monotonic() - start)
+
+
+# --------------------------------------------------------------------------- local executors
+
+
 class IterativeExecutorFactory(ExecutorFactoryABC):
     """One chunk after the other in this process: for debugging and small tests."""
+
+    run_option_keys = RUNNER_KEYS
 
     def get(self):
         return processor.IterativeExecutor(**self.customized_args())
@@ -54,6 +323,8 @@ class IterativeExecutorFactory(ExecutorFactoryABC):
 
 class FuturesExecutorFactory(ExecutorFactoryABC):
     """``scaleout`` local worker processes forked from this one, results merged in this process."""
+
+    run_option_keys = RUNNER_KEYS
 
     def customized_args(self) -> dict[str, Any]:
         args = super().customized_args()
@@ -74,103 +345,126 @@ def _forked_process_pool(max_workers: int) -> concurrent.futures.ProcessPoolExec
     return concurrent.futures.ProcessPoolExecutor(max_workers=max_workers, mp_context=context)
 
 
+# --------------------------------------------------------------------------- dask
+
+
 class DaskExecutorFactory(ExecutorFactoryABC):
     """A Dask cluster chosen by the run option ``jobqueue-system``.
 
     ``local``: a ``distributed.LocalCluster`` of ``scaleout`` single-threaded worker
-    processes on 127.0.0.1 (dashboard on a free port). ``htcondor``/``slurm``: a
+    processes (on ``scheduler-host``, default 127.0.0.1). ``htcondor``/``slurm``: a
     dask-jobqueue cluster sized by ``cores-per-worker``, ``mem-per-worker``, ... and scaled to
     ``scaleout`` jobs (or adaptive up to it). ``external``: connect to ``scheduler-address``.
     ``gateway``: a Dask Gateway cluster (needs ``dask-gateway``).
+
+    ``setup()`` returns once a worker is connected; after ``worker-timeout`` seconds without
+    one (or as soon as every HTCondor worker job is held) it stops, naming the jobs and why
+    they did not start, and removes them. ``close()`` always removes the worker jobs.
     """
+
+    run_option_keys = DASK_KEYS
 
     cluster: Any = None
     client: Any = None
+    _report: Any = None
+    _job_ids: set[str]
 
     def setup(self) -> None:
+        self._job_ids = set()
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
         from distributed import Client
 
         options = self.run_options
         system = options.get("jobqueue-system") or "local"
         scaleout = _scaleout(options)
-        if system == "external":
-            address = options.get("scheduler-address")
-            if not address:
-                raise ExecutorError(
-                    f"executor {getattr(options, 'executor', 'dask')!r}: jobqueue-system is 'external' but run option "
-                    "scheduler-address is empty; set it (e.g. tcp://host:8786) in --custom-run-options"
-                )
-            self.client = Client(address)
-            return
-        if system == "local":
-            from distributed import LocalCluster
-
-            dashboard = options.get("dashboard-address") or "127.0.0.1:0"
-            self.cluster = LocalCluster(
-                n_workers=0 if options.get("adaptive") else scaleout,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=dashboard,
-                memory_limit=options.get("mem-per-worker") or "auto",
-                silence_logs=logging.WARNING,
-            )
-        elif system in ("htcondor", "slurm"):
-            self.cluster = self._jobqueue_cluster(system)
-        elif system == "gateway":
-            self.cluster = self._gateway_cluster()
-        else:
+        executor = _executor_name(options, "dask")
+        if system not in ("local", "htcondor", "slurm", "gateway", "external"):
             raise ExecutorError(
                 f"run option jobqueue-system = {system!r} is not supported by the dask executor; "
                 "accepted: local, htcondor, slurm, gateway, external"
             )
-        if options.get("adaptive"):
-            self.cluster.adapt(minimum=1, maximum=scaleout)
-        elif system != "local":
-            self.cluster.scale(scaleout)
-        self.client = Client(self.cluster)
-        log.info("Dask cluster %s started; dashboard: %s", type(self.cluster).__name__, self.client.dashboard_link)
+        if system == "external":
+            address = options.get("scheduler-address")
+            if not address:
+                raise ExecutorError(
+                    f"executor {executor!r}: jobqueue-system is 'external' but run option "
+                    "scheduler-address is empty; set it (e.g. tcp://host:8786) in --custom-run-options"
+                )
+            self.client = Client(address, timeout=30)
+        else:
+            if system == "local":
+                self.cluster = self._local_cluster(scaleout)
+            elif system in ("htcondor", "slurm"):
+                self.cluster = self._jobqueue_cluster(system)
+            else:
+                self.cluster = self._gateway_cluster()
+            if options.get("adaptive"):
+                self.cluster.adapt(minimum=1, maximum=scaleout)
+            elif system != "local":
+                self.cluster.scale(scaleout)
+            self.client = Client(self.cluster)
+        timeout = options.get("worker-timeout")
+        _wait_for_workers(
+            lambda: len(self.client.scheduler_info().get("workers", {})),
+            float(timeout) if timeout else None, self._current_job_ids, system, executor,
+        )
+        log.info("Dask cluster %s ready; dashboard: %s", type(self.cluster or self.client).__name__,
+                 self.client.dashboard_link)
+        if options.get("performance-report"):
+            self._start_performance_report()
+
+    def _local_cluster(self, scaleout: int):
+        from distributed import LocalCluster
+
+        options = self.run_options
+        placement = scheduler_options(options)
+        proxy = find_grid_proxy(options)
+        if options.get("custom-setup-commands"):
+            log.warning("custom-setup-commands are not run for jobqueue-system local: the workers are processes of "
+                        "this machine, in this environment")
+        return LocalCluster(
+            n_workers=0 if options.get("adaptive") else scaleout,
+            threads_per_worker=1,
+            processes=True,
+            host=placement.get("host", None if "interface" in placement else "127.0.0.1"),
+            interface=placement.get("interface"),
+            scheduler_port=placement.get("port", 0),
+            dashboard_address=placement.get("dashboard_address", "127.0.0.1:0"),
+            memory_limit=options.get("mem-per-worker") or "auto",
+            silence_logs=logging.WARNING,
+            env={"X509_USER_PROXY": str(proxy)} if proxy else {},
+        )
 
     def _jobqueue_cluster(self, system: str):
+        import dask
         import dask_jobqueue
 
         options = self.run_options
+        proxy = find_grid_proxy(options)
         kwargs: dict[str, Any] = {
             "cores": int(options.get("cores-per-worker") or 1),
             "memory": options.get("mem-per-worker") or "2GB",
-            "job_script_prologue": _env_setup_commands(options),
+            "job_script_prologue": env_setup_commands(options, _proxy_on_worker(system, proxy)),
+            "scheduler_options": scheduler_options(options, dask.config.get(f"jobqueue.{system}.scheduler-options", None)),
         }
         if options.get("death-timeout"):
             kwargs["death_timeout"] = int(options["death-timeout"])
         if options.get("worker-extra-args"):
             kwargs["worker_extra_args"] = list(options["worker-extra-args"])
-        scheduler_options: dict[str, Any] = {}
-        if options.get("scheduler-port"):
-            scheduler_options["port"] = int(options["scheduler-port"])
-        if options.get("dashboard-address"):
-            scheduler_options["dashboard_address"] = options["dashboard-address"]
-        if scheduler_options:
-            kwargs["scheduler_options"] = scheduler_options
         if self.outputdir is not None:
             kwargs["log_directory"] = str(self.outputdir / "dask_logs")
-        directives = options.get("job-extra-directives") or {}
         if system == "htcondor":
-            directives = dict(directives) if isinstance(directives, Mapping) else {}
-            if options.get("queue"):
-                directives.setdefault("+JobFlavour", f'"{options["queue"]}"')
-            if options.get("worker-image"):
-                directives.setdefault("MY.SingularityImage", f'"{options["worker-image"]}"')
-            if options.get("walltime"):
-                directives.setdefault("+MaxRuntime", str(_seconds(options["walltime"])))
-            if options.get("disk-per-worker"):
-                kwargs["disk"] = options["disk-per-worker"]
-            else:
-                kwargs["disk"] = "1GB"
-            kwargs["job_extra_directives"] = directives
+            kwargs["disk"] = options.get("disk-per-worker") or "1GB"
+            kwargs["job_extra_directives"] = condor_directives(options, proxy)
             return dask_jobqueue.HTCondorCluster(**kwargs)
-        if isinstance(directives, Mapping):
-            directives = [f"--{key}={value}" for key, value in directives.items()]
-        kwargs["job_extra_directives"] = list(directives)
+        directives = options.get("job-extra-directives") or {}
+        kwargs["job_extra_directives"] = [f"--{key}={value}" for key, value in directives.items()]
         for option, argument in (("queue", "queue"), ("walltime", "walltime"), ("account", "account")):
             if options.get(option):
                 kwargs[argument] = options[option]
@@ -187,6 +481,37 @@ class DaskExecutorFactory(ExecutorFactoryABC):
         gateway = Gateway(address=options.get("gateway-address"), proxy_address=options.get("gateway-proxy-address"))
         return gateway.new_cluster()
 
+    def _current_job_ids(self) -> list[str]:
+        """The batch job ids dask-jobqueue submitted (each ``Job`` records its ``job_id``)."""
+        for job in list(getattr(self.cluster, "workers", {}).values()):
+            job_id = getattr(job, "job_id", None)
+            if job_id:
+                self._job_ids.add(str(job_id))
+        return sorted(self._job_ids)
+
+    def _start_performance_report(self) -> None:
+        if self.outputdir is None:
+            log.warning("performance-report is true but the run has no output folder; no report is written")
+            return
+        from distributed import performance_report
+
+        self.outputdir.mkdir(parents=True, exist_ok=True)
+        self._report_part = self.outputdir / f".{PERFORMANCE_REPORT_FILE}.part{os.getpid()}"
+        self._report = performance_report(filename=str(self._report_part))
+        self._report.__enter__()
+
+    def _finish_performance_report(self) -> None:
+        report, self._report = self._report, None
+        if report is None:
+            return
+        try:
+            report.__exit__(None, None, None)
+            os.replace(self._report_part, self.outputdir / PERFORMANCE_REPORT_FILE)
+            log.info("Dask performance report: %s", self.outputdir / PERFORMANCE_REPORT_FILE)
+        except Exception as exc:  # noqa: BLE001 - a missing report must not fail a finished run
+            log.warning("could not write the dask performance report: %s: %s", type(exc).__name__, exc)
+            Path(self._report_part).unlink(missing_ok=True)
+
     def customized_args(self) -> dict[str, Any]:
         args = super().customized_args()
         args["client"] = self.client
@@ -198,87 +523,167 @@ class DaskExecutorFactory(ExecutorFactoryABC):
         return processor.DaskExecutor(**self.customized_args())
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        if self.cluster is not None:
-            self.cluster.close()
-            self.cluster = None
+        """Report, client, cluster, then make sure no worker job is left in the batch queue."""
+        system = self.run_options.get("jobqueue-system") or "local"
+        job_ids = self._current_job_ids() if hasattr(self, "_job_ids") else []
+        try:
+            self._finish_performance_report()
+        finally:
+            try:
+                if self.client is not None:
+                    client, self.client = self.client, None
+                    client.close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("closing the dask client failed: %s: %s", type(exc).__name__, exc)
+            try:
+                if self.cluster is not None:
+                    cluster, self.cluster = self.cluster, None
+                    cluster.close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("closing the dask cluster failed: %s: %s", type(exc).__name__, exc)
+            finally:
+                if system == "htcondor" and job_ids:
+                    left = remove_condor_jobs(job_ids)
+                    if left:
+                        log.warning("worker jobs %s are still in the HTCondor queue; remove them with condor_rm",
+                                    ", ".join(left))
 
 
-def _seconds(walltime: str | int) -> int:
-    if isinstance(walltime, int):
-        return walltime
-    parts = [int(p) for p in str(walltime).split(":")]
-    seconds = 0
-    for part in parts:
-        seconds = seconds * 60 + part
-    return seconds
+# --------------------------------------------------------------------------- parsl
 
 
 class ParslExecutorFactory(ExecutorFactoryABC):
-    """Parsl's HighThroughputExecutor: local processes, or HTCondor/SLURM blocks per ``jobqueue-system``."""
+    """Parsl's HighThroughputExecutor: local processes, or HTCondor/SLURM blocks per ``jobqueue-system``.
+
+    One block is one batch job of ``cores-per-worker`` cores and ``mem-per-worker`` memory
+    running that many single-core workers; ``scaleout`` blocks (``adaptive``: between 0 and
+    ``scaleout``, as parsl's strategy decides). ``setup()`` returns once a worker connected,
+    or stops after ``worker-timeout`` as the dask factory does.
+    """
+
+    run_option_keys = PARSL_KEYS
 
     dfk: Any = None
+    _job_ids: set[str]
 
     def setup(self) -> None:
+        self._job_ids = set()
         try:
-            import parsl
-            from parsl.config import Config
-            from parsl.executors import HighThroughputExecutor
-        except ImportError:
-            raise ExecutorError(
-                "the parsl executor needs the parsl package, which is not installed; "
-                "install it with `pip install 'pc-run[parsl]'`"
-            ) from None
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        import parsl
+        from parsl.config import Config
+        from parsl.executors import HighThroughputExecutor
+
         options = self.run_options
         system = options.get("jobqueue-system") or "local"
         scaleout = _scaleout(options)
-        worker_init = "; ".join(_env_setup_commands(options))
+        executor = _executor_name(options, "parsl")
+        cores = int(options.get("cores-per-worker") or 1)
+        proxy = find_grid_proxy(options)
+        adaptive = bool(options.get("adaptive"))
+        # adaptive: parsl's strategy adds blocks for queued tasks; one block from the start (the run
+        # waits for a worker before it submits anything)
+        blocks = {"init_blocks": 1 if adaptive else scaleout, "min_blocks": 1 if adaptive else 0, "max_blocks": scaleout}
         if system == "local":
             from parsl.providers import LocalProvider
 
-            provider = LocalProvider(init_blocks=1, max_blocks=1, worker_init=worker_init)
+            worker_init = "\n".join(env_setup_commands(options, _proxy_on_worker(system, proxy)))
+            provider = LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1, worker_init=worker_init)
             workers = scaleout
         elif system == "htcondor":
             from parsl.providers import CondorProvider
 
+            directives = condor_directives(options, None)
+            if options.get("disk-per-worker"):
+                directives["request_disk"] = str(int(_size_gb(options["disk-per-worker"]) * 1024 * 1024))  # KB
             provider = CondorProvider(
-                nodes_per_block=1, init_blocks=scaleout, max_blocks=scaleout, worker_init=worker_init,
-                walltime=options.get("walltime") or "01:00:00",
+                nodes_per_block=1, cores_per_slot=cores,
+                mem_per_slot=_size_gb(options["mem-per-worker"]) if options.get("mem-per-worker") else None,
+                worker_init="\n".join(env_setup_commands(options, _proxy_on_worker(system, proxy))),
+                transfer_input_files=[str(proxy)] if proxy else [],
+                scheduler_options="\n".join(f"{key} = {value}" for key, value in directives.items()),
+                walltime=options.get("walltime") or "01:00:00", **blocks,
             )
-            workers = int(options.get("cores-per-worker") or 1)
+            workers = cores
         elif system == "slurm":
             from parsl.providers import SlurmProvider
 
+            extra = options.get("job-extra-directives") or {}
             provider = SlurmProvider(
                 partition=options.get("queue") or "", account=options.get("account"), nodes_per_block=1,
-                init_blocks=scaleout, max_blocks=scaleout, worker_init=worker_init,
-                walltime=options.get("walltime") or "01:00:00",
+                cores_per_node=cores,
+                mem_per_node=max(1, int(_size_gb(options["mem-per-worker"]))) if options.get("mem-per-worker") else None,
+                worker_init="\n".join(env_setup_commands(options, _proxy_on_worker(system, proxy))),
+                scheduler_options="\n".join(f"#SBATCH --{key}={value}" for key, value in extra.items()),
+                walltime=options.get("walltime") or "01:00:00", **blocks,
             )
-            workers = int(options.get("cores-per-worker") or 1)
+            workers = cores
         else:
             raise ExecutorError(
                 f"run option jobqueue-system = {system!r} is not supported by the parsl executor; "
                 "accepted: local, htcondor, slurm"
             )
+        htex: dict[str, Any] = {}
+        host, interface = options.get("scheduler-host"), options.get("scheduler-interface")
+        if host and interface:
+            scheduler_options(options)  # raises, naming both keys
+        if host:
+            htex["address"] = host
+        elif interface:
+            from parsl.addresses import address_by_interface
+
+            htex["address"] = address_by_interface(interface)
+        if options.get("scheduler-port") is not None:
+            htex["worker_port"] = int(options["scheduler-port"])
+        if options.get("death-timeout"):
+            htex["heartbeat_threshold"] = int(options["death-timeout"])
         run_dir = None
         if self.outputdir is not None:
             run_dir = str(self.outputdir / (options.get("logs-dir") or "logs_parsl"))
         config = Config(
-            executors=[HighThroughputExecutor(label="coffea_parsl", max_workers_per_node=workers, provider=provider)],
-            retries=int(options.get("retries") or 0),
+            executors=[HighThroughputExecutor(label="coffea_parsl", max_workers_per_node=workers, cores_per_worker=1,
+                                              provider=provider, **htex)],
+            retries=1,  # a lost block's tasks once more elsewhere; chunk failures are retried by the run
+            strategy="simple" if adaptive else "none",
             **({"run_dir": run_dir} if run_dir else {}),
         )
         self.dfk = parsl.load(config)
+        self.htex = self.dfk.executors["coffea_parsl"]
+        timeout = options.get("worker-timeout")
+        _wait_for_workers(
+            lambda: sum(int(m.get("worker_count", 0) or 0) for m in self.htex.connected_managers()),
+            float(timeout) if timeout else None, self._current_job_ids, system, executor,
+        )
+
+    def _current_job_ids(self) -> list[str]:
+        htex = getattr(self, "htex", None)
+        if htex is not None:
+            self._job_ids.update(str(j) for j in dict(htex.blocks_to_job_id).values() if j)
+        return sorted(self._job_ids)
 
     def get(self):
         return processor.ParslExecutor(**self.customized_args())
 
     def close(self) -> None:
-        if self.dfk is not None:
-            import parsl
+        system = self.run_options.get("jobqueue-system") or "local"
+        job_ids = self._current_job_ids() if hasattr(self, "_job_ids") else []
+        try:
+            if self.dfk is not None:
+                import parsl
 
-            self.dfk.cleanup()
-            parsl.clear()
-            self.dfk = None
+                dfk, self.dfk = self.dfk, None
+                try:
+                    dfk.cleanup()
+                finally:
+                    parsl.clear()
+        finally:
+            if system == "htcondor" and job_ids:
+                left = remove_condor_jobs(job_ids)
+                if left:
+                    log.warning("parsl blocks %s are still in the HTCondor queue; remove them with condor_rm",
+                                ", ".join(left))
