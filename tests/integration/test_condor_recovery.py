@@ -1,0 +1,157 @@
+"""No duplicates and memory recovery on the real one-node HTCondor pool (services/start_condor.sh).
+
+- Jobs that stay idle in the schedd (a requirement no machine matches) are never
+  resubmitted by ``--recreate-jobs auto``, however often it runs and whatever their flag
+  says; a job whose copy was ``condor_rm``-ed is resubmitted exactly once.
+- A job held for memory (``periodic_hold`` on ``MemoryUsage`` with a tiny
+  ``request_memory``: the real ``pocket-coffea run`` inside the job needs more) is removed
+  and resubmitted with ``request_memory`` raised, by ``--recreate-jobs auto`` and then by
+  ``check-jobs --resubmit``; the schedd holds exactly one copy afterwards.
+
+Every assertion reads the schedd (``Schedd.query``) or the jobs folder's history.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from condor_testlib import fileset_for, invoke_run, make_analysis, sub_commands, write_options
+from test_condor_jobs import _open_dir, condor_pool, shared_dir  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.integration
+
+HOLD_WAIT = 90
+
+
+def _copies(jobs_dir: Path) -> list[tuple[int, int, int, int]]:
+    """(job, cluster, JobStatus, RequestMemory) of every copy of the folder's jobs in the schedd."""
+    import htcondor2
+
+    ads = htcondor2.Schedd().query(constraint=f'PocketCoffeaJobsDir == "{jobs_dir}" && JobStatus != 3',
+                                   projection=["PocketCoffeaJob", "ClusterId", "JobStatus", "RequestMemory"])
+    return sorted((int(a["PocketCoffeaJob"]), int(a["ClusterId"]), int(a["JobStatus"]), int(a.eval("RequestMemory")))
+                  for a in ads)
+
+
+def _remove_all(jobs_dir: Path) -> None:
+    import htcondor2
+
+    htcondor2.Schedd().act(htcondor2.JobAction.Remove, f'PocketCoffeaJobsDir == "{jobs_dir}"')
+
+
+def _history(jobs_dir: Path) -> list[tuple[int, str, int | None]]:
+    from pc_jobs.recovery import read_history
+
+    return [(r["job"], r["action"], r["request_memory"]) for r in read_history(jobs_dir)]
+
+
+def _wait_until(predicate, what: str, timeout: float = HOLD_WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"{what} not seen after {timeout}s")
+
+
+def _prepare(shared_dir: Path, nanoaod_dir: Path, options: str, scaleout: int) -> tuple[Path, list]:
+    fileset = fileset_for(nanoaod_dir)
+    analysis = make_analysis(shared_dir / "analysis", fileset)
+    for path in (shared_dir / "analysis").iterdir():
+        path.chmod(0o644)
+    ro = write_options(shared_dir / "ro.yaml", options)
+    outdir = _open_dir(shared_dir / "out")
+    jobs_dir = _open_dir(outdir / "job")
+    _open_dir(jobs_dir / "logs")
+    base = ["--cfg", analysis, "-o", outdir, "-e", "condor", "-ro", ro, "-ll", "WARNING"]
+    result = invoke_run([*base, "-s", scaleout])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return jobs_dir, base
+
+
+def test_recreate_twice_never_duplicates_queued_jobs(condor_pool, shared_dir, nanoaod_dir):
+    # no machine matches: both jobs stay idle in the schedd
+    jobs_dir, base = _prepare(shared_dir, nanoaod_dir, "local-virtualenv: true\njob-extra-directives:\n"
+                              "  requirements: 'TARGET.Arch == \"NO-SUCH-ARCH\"'\n", 2)
+    try:
+        first = _copies(jobs_dir)
+        assert [(job, status) for job, _, status, _ in first] == [(0, 1), (1, 1)]
+        (jobs_dir / "job_1.idle").rename(jobs_dir / "job_1.failed")  # a flag that lies does not matter
+        for _ in range(2):
+            result = invoke_run([*base, "--recreate-jobs", "auto"])
+            assert result.exit_code == 0, (result.output, result.exception)
+            assert "Resubmitted 0 job(s)" in result.output and "2 skipped" in result.output
+            assert f"job_0 is still queued/running/held in HTCondor ({first[0][1]}.0, idle)" in result.output
+            assert f"job_1 is still queued/running/held in HTCondor ({first[1][1]}.1, idle)" in result.output
+            assert _copies(jobs_dir) == first  # exactly one copy of each job, the original ones
+        assert _history(jobs_dir) == [] and (jobs_dir / "job_1.failed").exists()
+
+        # the copy of job 1 is removed: recreate resubmits it once, then skips it too
+        import htcondor2
+
+        htcondor2.Schedd().act(htcondor2.JobAction.Remove, f"{first[1][1]}.1")
+        result = invoke_run([*base, "--recreate-jobs", "auto"])
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "Resubmitted 1 job(s)" in result.output and "1 skipped" in result.output
+        copies = _copies(jobs_dir)
+        assert [(job, status) for job, _, status, _ in copies] == [(0, 1), (1, 1)] and copies[0] == first[0]
+        assert copies[1][1] != first[1][1] and (jobs_dir / "job_1.idle").exists()
+        assert _history(jobs_dir) == [(1, "resubmit", 2000)]
+        result = invoke_run([*base, "--recreate-jobs", "auto"])
+        assert "Resubmitted 0 job(s)" in result.output and _copies(jobs_dir) == copies
+    finally:
+        _remove_all(jobs_dir)
+
+
+def _held(jobs_dir: Path, memory: int) -> list:
+    import htcondor2
+
+    return htcondor2.Schedd().query(
+        constraint=f'PocketCoffeaJobsDir == "{jobs_dir}" && JobStatus == 5 && RequestMemory == {memory}',
+        projection=["ClusterId", "HoldReasonCode", "HoldReasonSubCode", "HoldReason", "MemoryUsage"])
+
+
+def test_memory_held_job_is_resubmitted_with_more_memory(condor_pool, shared_dir, nanoaod_dir):
+    from rich.console import Console
+
+    from pc_jobs.check_jobs import check_jobs
+
+    # the job first allocates 300 MB for a minute (a real analysis would, in the middle of its run)
+    hog = f"{sys.executable} -c 'import time; block = \"x\" * (300 << 20); time.sleep(60)'"
+    options = ("local-virtualenv: true\nmem-per-worker: 100MB\n"
+               f"custom-setup-commands:\n  - {json.dumps(hog)}\n"
+               "job-extra-directives:\n"
+               "  periodic_hold: MemoryUsage > RequestMemory\n"
+               "  periodic_hold_reason: '\"memory usage exceeded request_memory\"'\n"
+               "  periodic_hold_subcode: 34\n")
+    jobs_dir, base = _prepare(shared_dir, nanoaod_dir, options, 1)
+    try:
+        held = _wait_until(lambda: _held(jobs_dir, 100), "a memory hold of job 0")
+        assert (int(held[0]["HoldReasonCode"]), int(held[0]["HoldReasonSubCode"])) == (3, 34)
+        assert int(held[0].eval("MemoryUsage")) > 100
+        first_cluster = int(held[0]["ClusterId"])
+
+        # --recreate-jobs auto (job 0 is flagged running): held copy removed, request_memory 100 -> 150
+        result = invoke_run([*base, "--recreate-jobs", "auto"])
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert f"job_0: removed held copy {first_cluster}.0; resubmitted with request_memory 150 MB" in \
+            result.output.replace("\n", " ")
+        copies = _copies(jobs_dir)
+        assert len(copies) == 1 and copies[0][0] == 0 and copies[0][1] != first_cluster and copies[0][3] == 150
+        assert sub_commands(jobs_dir / "job_0.sub")["request_memory"] == "150"
+        assert _history(jobs_dir) == [(0, "remove", 100), (0, "resubmit", 150)]
+
+        # still too little: held again; check-jobs --resubmit replaces it with 150 * 2 = 300 MB
+        held = _wait_until(lambda: _held(jobs_dir, 150), "a memory hold of the resubmitted job 0")
+        second_cluster = int(held[0]["ClusterId"])
+        check_jobs(jobs_dir, resubmit=True, once=True, group_by="none", console=Console(width=200),
+                   memory_factor=2.0, memory_ceiling=4000)
+        copies = _copies(jobs_dir)
+        assert len(copies) == 1 and copies[0][1] not in (first_cluster, second_cluster) and copies[0][3] == 300
+        assert _history(jobs_dir)[2:] == [(0, "remove", 150), (0, "resubmit", 300)]
+    finally:
+        _remove_all(jobs_dir)
