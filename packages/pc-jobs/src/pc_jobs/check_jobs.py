@@ -53,7 +53,7 @@ from .job_logs import LogDiagnosis, ReadFailure, diagnose_logs, job_stdout_logs,
 from .job_state import ACTIVE, ENDED_BADLY, HOLD_CODES, JobState, JobStateReader, SchedQuery
 from .job_state import STATES as JOB_STATES
 from .job_state import schedd_query as default_schedd_query
-from .recovery import DEFAULT_MEMORY_CEILING_MB, DEFAULT_MEMORY_FACTOR, RecoveryLockError, RecoveryPass
+from .recovery import DEFAULT_MEMORY_CEILING_MB, DEFAULT_MEMORY_FACTOR, RecoveryError, RecoveryPass
 from .submission import submit_file
 from .submit_file import job_flavour, next_flavour, set_job_flavour
 from .replica_lookup import ReplicaLookup, RucioReplicaLookup, normalise_url, server_of
@@ -360,7 +360,7 @@ class JobsMonitor:
                     for index in sorted(i for i, s in states.items() if s in ENDED_BADLY or i in held):
                         if self._recover(index, index in ready or index in held, messages, rpass):
                             states[index] = "idle"
-            except RecoveryLockError as exc:
+            except RecoveryError as exc:  # locked by another recovery, or the schedd cannot be asked
                 messages.append(f"no resubmission this poll: {exc}")
         else:
             for index in sorted(i for i, s in states.items() if s == "failed"):
