@@ -82,6 +82,7 @@ def test_recorded_endings_need_no_schedd(tmp_path):
         5: ("hold_release_rm.log", "running"),
         6: ("max_retries_exit_3.log", "failed"),
         7: ("eviction_loop_then_rm.log", "idle"),
+        8: ("rm_while_running.log", "running"),
     })
     schedd = FakeSchedd()
     reader = JobStateReader(folder, query=schedd)
@@ -98,7 +99,9 @@ def test_recorded_endings_need_no_schedd(tmp_path):
         5: ("removed", "13.0", None, None, None, None, 0),  # released before the removal: no hold left
         6: ("failed", "17.0", 3, None, None, None, 2),  # two max_retries requeues, then the final exit
         7: ("removed", "18.0", None, None, None, None, 3),  # the last eviction was the removal itself
+        8: ("removed", "42.0", None, None, None, None, 0),  # condor_rm of a running job: evicted, aborted
     }
+    assert jobs[8].remove_reason == "via condor_rm (by user cmsuser)"
     assert jobs[2].last_event.endswith("terminated by signal 9")
     assert jobs[2].outcome == "signal 9" and "kill -9" in jobs[2].advice()
     assert jobs[1].outcome == "exit 3" and jobs[1].detail == "exit code 3"
@@ -251,3 +254,87 @@ def test_transfer_problem_is_named(reason, problem):
     from pc_jobs.job_state import transfer_problem
 
     assert transfer_problem(reason) == problem
+
+
+# --------------------------------------------------------------------------- check-jobs on these states
+
+
+def _check_jobs_text(folder: Path, schedd: FakeSchedd, **kwargs) -> tuple[str, object]:
+    from rich.console import Console
+
+    from pc_jobs.check_jobs import JobsFailedError, check_jobs
+
+    console = Console(record=True, width=200)
+    try:
+        result = check_jobs(folder, once=True, console=console, schedd_query=schedd, group_by="none", **kwargs)
+        error = None
+    except JobsFailedError as exc:
+        result, error = None, str(exc)
+    return console.export_text(), error
+
+
+def test_check_jobs_shows_held_killed_lost_and_ends(tmp_path):
+    from pc_jobs.check_jobs import JobsMonitor
+
+    folder = make_folder(tmp_path, {0: ("exit_0.log", "done"), 1: (cut("hold_release_rm.log", "012"), "running"),
+                                    2: ("kill_9.log", "running"), 3: (cut("exit_0.log", "001"), "running")})
+    schedd = FakeSchedd([{"ClusterId": 13, "ProcId": 0, "JobStatus": 5, "HoldReasonCode": 1, "HoldReasonSubCode": 0,
+                          "HoldReason": "operator: node drained (by user cmsuser)"}])
+    result = JobsMonitor(folder, schedd_query=schedd).poll()
+    assert result.states == {0: "done", 1: "held", 2: "killed", 3: "lost"} and result.finished
+    assert {k: v for k, v in result.counts().items() if v} == {"held": 1, "done": 1, "killed": 1, "lost": 1}
+    assert result.messages[0] == (
+        "job_1 (HTCondor job 13.0) is held: operator: node drained (by user cmsuser) (code 1 UserRequest). "
+        "What to do: held on request (condor_hold): condor_release 13.0 to let it run, or condor_rm 13.0")
+    assert result.messages[1].startswith("job_2 (HTCondor job 7.0) was killed by signal 9.")
+    assert result.messages[2].startswith("job_3 (HTCondor job 5.0) is lost: HTCondor no longer has it")
+    text, error = _check_jobs_text(folder, schedd)
+    assert "1 job(s) held in HTCondor wait for you" in text and "All jobs are completed" not in text
+    assert "Needs attention" in text and "held (user)" in text
+    assert error.startswith("3 of 4 jobs failed: job_1 (held), job_2 (killed, signal 9), job_3 (lost).")
+    # the files are untouched without --resubmit
+    assert (folder / "job_2.running").exists() and (folder / "job_3.running").exists()
+
+
+def test_details_show_exit_signal_hold_and_the_error_line_verbatim(tmp_path):
+    folder = make_folder(tmp_path, {0: ("exit_3.log", "failed"), 1: ("kill_9.log", "running"),
+                                    2: (cut("memory_hold_then_rm.log", "012"), "running")})
+    (folder / "logs" / "job_0.err").write_text("[pocket-coffea job 0] pocket-coffea run failed (exit 3)\n")
+    (folder / "logs" / "job_1.out").write_text(
+        "Error: input file root://eoscms.cern.ch:1094//store/a.root of dataset 'DY' cannot be read (dead-server): "
+        "[FATAL] Connection refused [bold]x[/bold]\n")
+    schedd = FakeSchedd([{"ClusterId": 9, "ProcId": 0, "JobStatus": 5, "HoldReasonCode": 3, "HoldReasonSubCode": 34,
+                          "HoldReason": "memory usage 309 MB above request_memory 100 MB"}])
+    text, error = _check_jobs_text(folder, schedd, details=True)
+    assert "[wrapper] job_0.err:1: [pocket-coffea job 0] pocket-coffea run failed (exit 3)" in text
+    assert "[dead-server] job_1.out:1: Error: input file root://eoscms.cern.ch:1094//store/a.root" in text
+    assert "[FATAL] Connection refused [bold]x[/bold]" in text  # log text is never rich markup
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:5]]
+            for line in text.splitlines() if line.startswith("│ job_")}
+    assert rows["job_0"] == ["failed", "6.0", "exit 3"]
+    assert rows["job_1"] == ["killed", "7.0", "signal 9"]
+    assert rows["job_2"] == ["held", "9.0", "held, code 3 JobPolicy"]
+    assert "memory usage 309 MB above request_memory 100 MB" in text and "raise mem-per-worker" in text
+
+
+def test_resubmit_treats_killed_and_lost_jobs_as_failed(tmp_path):
+    from pc_jobs.check_jobs import JobsMonitor
+
+    folder = make_folder(tmp_path, {0: ("kill_9.log", "running"), 1: (cut("exit_0.log", "001"), "running"),
+                                    2: ("exit_0.log", "done")})
+    submitted = []
+
+    def submitter(path):
+        submitted.append(path.name)
+        return 700 + len(submitted)
+
+    class NoLookup:
+        def __call__(self, urls, blocked, failed):
+            return {}
+
+    monitor = JobsMonitor(folder, resubmit=True, submitter=submitter, lookup=NoLookup(), schedd_query=FakeSchedd([]))
+    result = monitor.poll()
+    assert submitted == ["job_0.sub", "job_1.sub"]
+    assert result.states == {0: "idle", 1: "idle", 2: "done"} and not result.finished
+    assert (folder / "job_0.idle").exists() and not (folder / "job_0.running").exists()
+    assert monitor.state.resubmissions == {0: 1, 1: 1}

@@ -276,14 +276,14 @@ def _apply(attempt: Attempt, event: Any) -> None:
             else:
                 reason = f"killed by signal {event.get('TerminatedBySignal')} and requeued by HTCondor"
         else:
-            reason = event.get("Reason") or attempt.last_error or "evicted"
+            reason = event.get("Reason") or attempt.last_error
         if attempt._counted:  # the shadow exception / failed reconnect before it counted this restart
             attempt._counted = False
         else:
             attempt.restarts += 1
         attempt.state, attempt._evicted_just_now = "evicted", True
-        attempt.restart_reason = str(reason)
-        what = f"evicted: {reason}"
+        attempt.restart_reason = str(reason) if reason else "evicted without a reason"
+        what = f"evicted: {reason}" if reason else "evicted"
     elif number in (7, 24):  # shadow exception, reconnect failed: HTCondor requeues the job
         reason = event.get("Message") or event.get("Reason") or ("shadow exception" if number == 7 else
                                                                   "reconnect to the execute node failed")
