@@ -34,7 +34,6 @@ import logging
 import os
 import pickle
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,18 +252,16 @@ class Attempt:
 
 
 def _event_time(event: Any) -> str:
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(event.timestamp)))
-    except (TypeError, ValueError, OverflowError):
-        return str(event.get("EventTime", "?"))
+    """The event's own time as HTCondor wrote it (local time of the submit node)."""
+    return str(event.get("EventTime", "?")).replace("T", " ")
 
 
 def _apply(attempt: Attempt, event: Any) -> None:
     """Advance ``attempt`` by one ``htcondor2.JobEvent``."""
     number = int(event.get("EventTypeNumber", -1))
-    stamp = float(getattr(event, "timestamp", 0) or 0)
     what: str | None = None
     if number == 0:  # submit
+        attempt.submitted = _timestamp(event)
         what = "submitted"
     elif number == 1:  # execute
         attempt.state, attempt._evicted_just_now, attempt._counted = "running", False, False
@@ -337,7 +334,14 @@ def _apply(attempt: Attempt, event: Any) -> None:
     else:
         what = str(event.get("MyType") or f"event {number}")
     attempt.last_event = f"{_event_time(event)} {what}"
-    attempt.last_time = stamp or attempt.last_time
+    attempt.last_time = attempt.submitted if number == 0 else (_timestamp(event) or attempt.last_time)
+
+
+def _timestamp(event: Any) -> float:
+    try:
+        return float(event.timestamp or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
 
 
 def _int(value: Any) -> int | None:
@@ -368,8 +372,6 @@ class _LogCursor:
                 attempt = self.attempts.get(key)
                 if attempt is None:
                     attempt = self.attempts[key] = Attempt(*key)
-                if int(event.get("EventTypeNumber", -1)) == 0:
-                    attempt.submitted = float(event.timestamp or 0)
                 _apply(attempt, event)
             self.reader = pickle.dumps(reader)
         except (htcondor2.HTCondorException, OSError, ValueError, RuntimeError, pickle.PickleError) as exc:
