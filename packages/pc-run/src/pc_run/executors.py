@@ -225,15 +225,22 @@ def condor_job_report(job_ids: list[str]) -> dict[str, str]:
             report[job] = f"held: {ad.get('HoldReason', 'no HoldReason')}"
         elif status == "idle":
             reason = ad.get("LastRejMatchReason")
-            report[job] = "idle: " + (f"{reason}; " if reason else "no machine matched yet; ") + (
-                f"Requirements = {ad.get('Requirements')}, RequestCpus = {ad.get('RequestCpus')}, "
-                f"RequestMemory = {ad.get('RequestMemory')} MB, RequestDisk = {ad.get('RequestDisk')} KB"
+            report[job] = "idle: " + (f"{reason}; " if reason else "no machine matched it yet; ") + (
+                f"RequestCpus = {_evaluated(ad, 'RequestCpus')}, RequestMemory = {_evaluated(ad, 'RequestMemory')} MB, "
+                f"RequestDisk = {_evaluated(ad, 'RequestDisk')} KB, Requirements = {ad.get('Requirements')}"
             )
         else:
             report[job] = status
     for job in job_ids:
         report.setdefault(job, "no longer in the queue")
     return report
+
+
+def _evaluated(ad, attribute: str) -> Any:
+    try:
+        return ad.eval(attribute)
+    except Exception:  # noqa: BLE001 - show the expression then
+        return ad.get(attribute)
 
 
 def remove_condor_jobs(job_ids: list[str], wait: float = 15.0) -> list[str]:
@@ -271,10 +278,18 @@ class WorkersNeverCame(ExecutorError):
     """No worker connected within ``worker-timeout``."""
 
 
-def _no_workers_message(executor: str, system: str, timeout: float, job_ids: list[str], held_only: bool) -> str:
+_ENDED = ("completed", "removed", "no longer in the queue")
+
+
+def _no_workers_message(executor: str, system: str, timeout: float, job_ids: list[str], why: str,
+                        logs: Path | None = None) -> str:
     batch = {"htcondor": "HTCondor", "slurm": "SLURM"}.get(system, system)
-    head = (f"executor {executor!r}: every worker job is held" if held_only
-            else f"executor {executor!r}: no worker connected within {timeout:g} s (worker-timeout)")
+    head = {
+        "held": f"executor {executor!r}: every worker job is held",
+        "ended": f"executor {executor!r}: every worker job ended before a worker connected",
+    }.get(why, f"executor {executor!r}: no worker connected within {timeout:g} s (worker-timeout)")
+    if logs is not None:
+        head += f" (worker logs: {logs})"
     if system == "htcondor" and job_ids:
         states = condor_job_report(job_ids)
         jobs = "; ".join(f"{job} {state}" for job, state in states.items())
@@ -289,22 +304,24 @@ def _no_workers_message(executor: str, system: str, timeout: float, job_ids: lis
 
 
 def _wait_for_workers(
-    count: Callable[[], int], timeout: float | None, job_ids: Callable[[], list[str]], system: str, executor: str
+    count: Callable[[], int], timeout: float | None, job_ids: Callable[[], list[str]], system: str, executor: str,
+    logs: Path | None = None,
 ) -> None:
     """Return when a worker is connected; raise WorkersNeverCame after ``timeout`` s, or as
-    soon as every HTCondor worker job is held."""
+    soon as every HTCondor worker job is held, or has ended without a worker connecting."""
     start = time.monotonic()
     last_check = start
     while not count():
         now = time.monotonic()
         if timeout is not None and now - start > timeout:
-            raise WorkersNeverCame(_no_workers_message(executor, system, timeout, job_ids(), held_only=False))
-        if system == "htcondor" and now - last_check > 5:
+            raise WorkersNeverCame(_no_workers_message(executor, system, timeout, job_ids(), "timeout", logs))
+        if system == "htcondor" and now - last_check > 3:
             last_check = now
             ids = job_ids()
             states = condor_job_report(ids) if ids else {}
-            if states and all(state.startswith("held") for state in states.values()):
-                raise WorkersNeverCame(_no_workers_message(executor, system, timeout or 0, ids, held_only=True))
+            for why, prefixes in (("held", ("held",)), ("ended", _ENDED)):
+                if states and all(state.startswith(prefixes) for state in states.values()) and not count():
+                    raise WorkersNeverCame(_no_workers_message(executor, system, timeout or 0, ids, why, logs))
         time.sleep(_POLL_SECONDS)
     log.info("first worker connected after %.1f s", time.monotonic() - start)
 
@@ -413,6 +430,7 @@ class DaskExecutorFactory(ExecutorFactoryABC):
         _wait_for_workers(
             lambda: len(self.client.scheduler_info().get("workers", {})),
             float(timeout) if timeout else None, self._current_job_ids, system, executor,
+            self.outputdir / "dask_logs" if self.outputdir is not None and system in ("htcondor", "slurm") else None,
         )
         log.info("Dask cluster %s ready; dashboard: %s", type(self.cluster or self.client).__name__,
                  self.client.dashboard_link)
@@ -628,7 +646,17 @@ class ParslExecutorFactory(ExecutorFactoryABC):
                 f"run option jobqueue-system = {system!r} is not supported by the parsl executor; "
                 "accepted: local, htcondor, slurm"
             )
-        htex: dict[str, Any] = {}
+        htex: dict[str, Any] = {
+            # parsl's scripts by path, so that neither this process nor the workers need the
+            # environment's bin/ on PATH
+            "interchange_launch_cmd": [sys.executable, "-m", "parsl.executors.high_throughput.interchange"],
+        }
+        worker_prefix = self._worker_prefix(system)
+        if worker_prefix:
+            from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+
+            script = os.path.join(worker_prefix, "bin", "process_worker_pool.py")
+            htex["launch_cmd"] = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", shlex.quote(script), 1)
         host, interface = options.get("scheduler-host"), options.get("scheduler-interface")
         if host and interface:
             scheduler_options(options)  # raises, naming both keys
@@ -658,7 +686,21 @@ class ParslExecutorFactory(ExecutorFactoryABC):
         _wait_for_workers(
             lambda: sum(int(m.get("worker_count", 0) or 0) for m in self.htex.connected_managers()),
             float(timeout) if timeout else None, self._current_job_ids, system, executor,
+            Path(run_dir) if run_dir else None,
         )
+
+    def _worker_prefix(self, system: str) -> str | None:
+        """The Python environment the workers run parsl's worker pool from: this one locally,
+        the submitting virtualenv/conda env with ``local-virtualenv``/``conda-env``; None: the
+        workers' PATH (the site's image or login environment)."""
+        options = self.run_options
+        if system == "local":
+            return sys.prefix
+        if options.get("local-virtualenv"):
+            return os.environ.get("VIRTUAL_ENV") or sys.prefix
+        if options.get("conda-env"):
+            return conda_prefix()
+        return None
 
     def _current_job_ids(self) -> list[str]:
         htex = getattr(self, "htex", None)
