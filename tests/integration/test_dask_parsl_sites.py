@@ -333,3 +333,7 @@ def test_parsl_htcondor_equals_iterative(condor_pool, shared_dir, analysis, refe
     text = submits[0].read_text()
     assert "RequestMemory = 1024" in text.replace(".0", "") and "RequestCpus = 2" in text, text
     assert '+JobFlavour = "espresso"' in text, text
+    # the blocks left the queue (parsl submits them with leave_in_queue)
+    logs = "".join(p.read_text() for p in (outdir / "logs_parsl").rglob("*.log") if "submit_scripts" in str(p))
+    clusters = {int(c) for c in re.findall(r"\((\d+)\.\d+\.\d+\)", logs)}
+    assert clusters and _queued(clusters) == []

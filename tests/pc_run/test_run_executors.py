@@ -16,6 +16,7 @@ CHUNK_KEYS = ("chunks",)
     [
         pytest.param(["-e", "futures", "-s", "2", "-c", "15"], id="futures-s2-chunk15"),
         pytest.param(["-e", "dask", "-s", "2", "-c", "25"], id="dask-s2-chunk25"),
+        pytest.param(["-e", "parsl", "-s", "2", "-c", "25"], id="parsl-s2-chunk25"),
     ],
 )
 def test_outputs_identical_across_executors_and_chunk_sizes(args, analysis_config, iterative_run, tmp_path):

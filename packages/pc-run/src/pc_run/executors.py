@@ -263,7 +263,7 @@ def remove_condor_jobs(job_ids: list[str], wait: float = 15.0) -> list[str]:
         while True:
             left = schedd.query(constraint=constraint, projection=["ClusterId", "ProcId", "JobStatus"])
             # removed jobs kept by leave_in_queue (parsl) are cleared for good
-            if any(int(ad.get("JobStatus", 0)) == 3 for ad in left) and time.monotonic() > deadline - wait / 2:
+            if any(int(ad.get("JobStatus", 0)) == 3 for ad in left) and time.monotonic() > deadline - wait + 2:
                 schedd.act(htcondor2.JobAction.RemoveX, f"({constraint}) && JobStatus == 3")
             if not left or time.monotonic() > deadline:
                 return [f"{ad['ClusterId']}.{ad['ProcId']}" for ad in left]
