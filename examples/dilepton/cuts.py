@@ -10,7 +10,7 @@ import awkward as ak
 import numpy as np
 
 from pc_core import Cut
-from pc_run.flat_objects import FlatObjects
+from pc_run import FlatObjects
 
 
 def _n_above(collection, minpt: float) -> np.ndarray:

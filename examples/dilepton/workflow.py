@@ -13,9 +13,7 @@ import awkward as ak
 import numpy as np
 from coffea.nanoevents.methods import candidate
 
-from pc_run.flat_objects import FlatObjects
-from pc_run.object_cleaning import near_any
-from pc_run.processor import BaseProcessorABC
+from pc_run import BaseProcessorABC, FlatObjects, near_any
 
 LEPTON_FIELDS = ("pt", "eta", "phi", "mass", "charge")
 
