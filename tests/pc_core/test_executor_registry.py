@@ -241,3 +241,24 @@ def test_custom_setup_that_fails_to_import(tmp_path):
     with pytest.raises(ExecutorError, match="broken.py' failed to import: ModuleNotFoundError"):
         load_custom_setup(path)
     assert not any(name.startswith("pc_custom_executor_broken_") for name in sys.modules)
+
+
+SPEC_SIGNATURE_MODULE = """
+from pc_core.executors import ExecutorFactoryABC
+
+
+class SpecFactory(ExecutorFactoryABC):
+    def get(self):
+        return ("spec", self.run_options["scaleout"], self.outputdir)
+
+
+def get_executor_factory(executor_name, run_options):  # the spec's signature, no outputdir
+    return SpecFactory(run_options)
+"""
+
+
+def test_custom_setup_with_the_spec_signature(tmp_path):
+    path = tmp_path / "spec_executor.py"
+    path.write_text(SPEC_SIGNATURE_MODULE)
+    factory = get_executor_factory("dask", {"scaleout": 4}, outputdir=tmp_path / "out", custom_setup=path)
+    assert factory.get() == ("spec", 4, None)

@@ -14,6 +14,7 @@ import abc
 import hashlib
 import importlib.metadata
 import importlib.util
+import inspect
 import logging
 import os
 import sys
@@ -157,6 +158,22 @@ def load_custom_setup(path: str | Path) -> ModuleType:
     return module
 
 
+def _call_custom_setup(function, executor: str, run_options: Mapping[str, Any], **extra: Any):
+    """Call the user's ``get_executor_factory`` with what its signature takes: the spec's
+    ``(executor_name, run_options)``, or also ``outputdir=`` and the other keywords when it
+    accepts them (``**kwargs`` or by name)."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: give it everything
+        return function(executor, run_options=run_options, **extra)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return function(executor, run_options=run_options, **extra)
+    accepted = {key: value for key, value in extra.items() if key in parameters}
+    if "run_options" in parameters:
+        return function(executor, run_options=run_options, **accepted)
+    return function(executor, run_options, **accepted)
+
+
 def get_executor_factory(
     executor: str,
     run_options: Mapping[str, Any],
@@ -186,7 +203,7 @@ def get_executor_factory(
                 f"custom executor setup {str(custom_setup)!r} defines no function {CUSTOM_SETUP_FUNCTION}; "
                 f"expected {CUSTOM_SETUP_FUNCTION}(executor_name, **kwargs) returning an ExecutorFactoryABC"
             )
-        factory = function(executor, run_options=run_options, outputdir=outputdir, **kwargs)
+        factory = _call_custom_setup(function, executor, run_options, outputdir=outputdir, **kwargs)
         if not isinstance(factory, ExecutorFactoryABC):
             got = "None" if factory is None else f"a {type(factory).__name__}"
             raise ExecutorError(
