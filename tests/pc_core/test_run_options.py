@@ -324,3 +324,15 @@ def test_every_schema_key_is_documented(repo_root):
 def test_constructing_run_options_directly_validates():
     with pytest.raises(RunOptionsError, match="unknown run option 'scale-out'. Did you mean 'scaleout'"):
         RunOptions({"scale-out": 1}, "futures")
+
+
+def test_a_per_sample_typo_is_named(caplog):
+    from pc_core.run_options import warn_unknown_samples
+
+    with caplog.at_level("WARNING"):
+        unknown = warn_unknown_samples({"default": 10, "TTTo2L2Nu": 5, "DYJetsToLL_typo": 3}, "chunksize",
+                                       ["DYJetsToLL", "TTTo2L2Nu"])
+    assert unknown == ["DYJetsToLL_typo"]
+    assert ("chunksize has keys matching no sample in the fileset: DYJetsToLL_typo; samples present: "
+            "DYJetsToLL, TTTo2L2Nu") in caplog.text
+    assert warn_unknown_samples(150_000, "chunksize", ["DYJetsToLL"]) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from typing import Any
 import yaml
 
 from .errors import ExecutorError, RunOptionsError
+
+logger = logging.getLogger(__name__)
 
 DEFAULTS_RESOURCE = "data/run_options_defaults.yaml"
 GENERAL_SECTION = "general"
@@ -576,6 +579,19 @@ def chunksize_for_sample(run_options_or_value: Mapping[str, Any] | int, sample: 
     if isinstance(value, Mapping) and "chunksize" in value:  # run options, not a per-sample dict
         value = value["chunksize"]
     return per_sample_value(value, sample, "chunksize")
+
+
+def warn_unknown_samples(value: Any, key: str, samples: Iterable[str]) -> list[str]:
+    """Log (and return) the keys of a per-sample ``value`` that match no sample of the run: a
+    typo would otherwise silently fall back to ``default``."""
+    if not isinstance(value, Mapping):
+        return []
+    present = sorted(set(samples))
+    unknown = sorted(str(k) for k in value if k != "default" and k not in present)
+    if unknown:
+        logger.warning("%s has keys matching no sample in the fileset: %s; samples present: %s",
+                       key, ", ".join(unknown), ", ".join(present))
+    return unknown
 
 
 def per_sample_value(value: Any, sample: str, key: str) -> int:

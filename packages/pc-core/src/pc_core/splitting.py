@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import DatasetError, RunOptionsError
-from .run_options import is_int, per_sample_int_problem, per_sample_value
+from .run_options import is_int, per_sample_int_problem, per_sample_value, warn_unknown_samples
 
 logger = logging.getLogger(__name__)
 
@@ -258,12 +258,7 @@ def split_fileset(
 def _split_per_sample(fileset: Mapping[str, Any], budgets: Mapping[str, int]) -> list[Job]:
     refs = _file_refs(fileset, need_events=True)
     samples = {name: _sample_of(name, fileset[name]) for name in refs}
-    unknown = sorted(key for key in budgets if key != "default" and key not in set(samples.values()))
-    if unknown:
-        logger.warning(
-            "max-events-per-job has keys matching no sample in the fileset: %s; samples present: %s",
-            ", ".join(unknown), ", ".join(sorted(set(samples.values()))),
-        )
+    warn_unknown_samples(budgets, "max-events-per-job", samples.values())
     groups: list[list[_FileRef]] = []
     for name, dataset_refs in refs.items():
         budget = per_sample_value(dict(budgets), samples[name], "max-events-per-job")

@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pc_core.errors import PocketCoffeaError
 from pc_core.ledger import FAILED, LEDGER_KEY, PROCESSED, SKIPPED, file_identity, new_ledger, processed_events, record
 from pc_core.read_errors import OTHER, OTHER_IO, read_error_hint
-from pc_core.run_options import chunksize_for_sample
+from pc_core.run_options import chunksize_for_sample, warn_unknown_samples
 
 from .chunk_scheduler import ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for
 from .chunk_work import INPUT_FILE, import_chunk_modules, order_for_workers
@@ -85,6 +85,8 @@ def prepare_chunks(
     the caller, which decides between skipping and failing.
     """
     by_chunksize: dict[int, dict[str, Any]] = {}
+    warn_unknown_samples(run_options.get("chunksize"), "chunksize",
+                         (entry["metadata"]["sample"] for entry in fileset.values()))
     for dataset, entry in _coffea_fileset(fileset).items():
         chunksize = chunksize_for_sample(run_options, entry["metadata"]["sample"])
         by_chunksize.setdefault(chunksize, {})[dataset] = entry
