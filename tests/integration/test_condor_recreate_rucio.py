@@ -1,9 +1,10 @@
 """--recreate-jobs --blocklist-sites against the real Rucio server and XRootD sites (dry-run: no HTCondor needed)."""
 from __future__ import annotations
 
-import cloudpickle
 import pytest
 from condor_testlib import invoke_run, make_analysis, write_options
+from pc_core.config_loading import load_configurator
+from pc_jobs.job_config import read_job_data
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +25,9 @@ def test_blocklist_moves_files_to_other_replicas(rucio_catalog, rucio_config, tm
 
     result = invoke_run([*base, "--recreate-jobs", "0", "--blocklist-sites", "T1_DE_KIT"])
     assert result.exit_code == 0, (result.output, result.exception)
-    with open(tmp_path / "out" / "job" / "config_job_0.pkl", "rb") as stream:
-        moved = cloudpickle.load(stream).fileset["DY_2018"]["files"]
+    job_file = tmp_path / "out" / "job" / "config_job_0.pkl"
+    moved = read_job_data(job_file)["fileset"]["DY_2018"]["files"]  # plain job data, rewritten in place
+    assert load_configurator(job_file).fileset["DY_2018"]["files"] == moved  # what the job runs on
     cern = f"root://127.0.0.1:{ports['T2_CH_CERN']}/"
     assert [lfn_of(u) for u in moved] == [f.lfn for f in files]  # same files, same order
     assert all(u.startswith(cern) for u in moved), moved          # the KIT files now read at CERN

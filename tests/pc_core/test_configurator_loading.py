@@ -354,3 +354,64 @@ def test_load_and_save_without_coffea_dask_uproot_awkward(tmp_path, nanoaod_dir)
     got = _fresh_process(script, tmp_path)
     assert got == {"samples": ["DY"], "weights": ["genWeight", "sf_muon"]}
     assert json.loads((tmp_path / "out" / "config.json").read_text())["datasets"]["samples"] == ["DY"]
+
+
+# --------------------------------------------------------------------------- manual-job data files
+
+JOB_FORMAT = "pocket-coffea-job/1"
+
+
+def _job_folder(tmp_path, nanoaod_dir):
+    """A jobs folder as pc_jobs writes it: one shared configurator.pkl and a plain-data job file."""
+    import pickle
+
+    cfg = load_configurator(write_analysis(tmp_path / "analysis", nanoaod_dir))
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    (folder / "configurator.pkl").write_bytes(cloudpickle.dumps(cfg))
+    fileset = {"DY_2018": cfg.fileset["DY_2018"]}
+    data = {"format": JOB_FORMAT, "configurator": "configurator.pkl", "job": 3,
+            "fileset": json.loads(json.dumps(fileset))}
+    (folder / "config_job_3.pkl").write_bytes(pickle.dumps(data, protocol=4))
+    return cfg, folder
+
+
+def test_job_data_file_loads_the_shared_configurator_with_the_job_fileset(tmp_path, nanoaod_dir):
+    cfg, folder = _job_folder(tmp_path, nanoaod_dir)
+    job_cfg = load_configurator(folder / "config_job_3.pkl")
+    assert isinstance(job_cfg, Configurator) and job_cfg.loaded
+    assert list(job_cfg.fileset) == ["DY_2018"]
+    assert job_cfg.fileset["DY_2018"]["files"] == cfg.fileset["DY_2018"]["files"]
+    assert job_cfg.samples == ["DY"]
+    assert job_cfg.workflow.__name__ == "MyWorkflow"
+
+
+def test_job_data_file_resolves_the_configurator_next_to_it_from_anywhere(tmp_path, nanoaod_dir, monkeypatch):
+    """HTCondor's scratch dir holds both transferred files; the current directory does not matter."""
+    _, folder = _job_folder(tmp_path, nanoaod_dir)
+    monkeypatch.chdir(tmp_path)
+    assert list(load_configurator(Path("jobs") / "config_job_3.pkl").fileset) == ["DY_2018"]
+
+
+def test_job_data_file_without_its_shared_configurator(tmp_path, nanoaod_dir):
+    _, folder = _job_folder(tmp_path, nanoaod_dir)
+    (folder / "configurator.pkl").unlink()
+    with pytest.raises(ConfigError, match="shared configurator .*configurator.pkl.* does not exist"):
+        load_configurator(folder / "config_job_3.pkl")
+
+
+def test_job_data_file_of_an_unknown_format_version(tmp_path, nanoaod_dir):
+    import pickle
+
+    _, folder = _job_folder(tmp_path, nanoaod_dir)
+    (folder / "config_job_4.pkl").write_bytes(pickle.dumps({"format": "pocket-coffea-job/9", "fileset": {}}))
+    with pytest.raises(ConfigError, match="job data format 'pocket-coffea-job/9' is not supported"):
+        load_configurator(folder / "config_job_4.pkl")
+
+
+def test_legacy_job_pickle_of_a_whole_configurator_still_loads(tmp_path, nanoaod_dir):
+    """Jobs folders prepared before the job data format pickled one Configurator per job."""
+    cfg = load_configurator(write_analysis(tmp_path / "analysis", nanoaod_dir))
+    legacy = tmp_path / "config_job_0.pkl"
+    legacy.write_bytes(cloudpickle.dumps(cfg.with_fileset({"DATA_2018": cfg.fileset["DATA_2018"]})))
+    assert list(load_configurator(legacy).fileset) == ["DATA_2018"]

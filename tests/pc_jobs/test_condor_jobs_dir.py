@@ -4,9 +4,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cloudpickle
 import pytest
 import yaml
+from pc_core.config_loading import load_configurator
+from pc_jobs.job_config import read_job_data
 from condor_testlib import (
     DATA,
     DY,
@@ -54,8 +55,11 @@ def test_scaleout_dry_run_writes_the_jobs_folder(analysis, tmp_path, nanoaod_dir
         job = config["jobs"][i]
         assert job["output"] == str(outdir.absolute() / f"output_job_{i}.coffea")
         assert job["config"] == f"config_job_{i}.pkl"
-        with open(jobs_dir / job["config"], "rb") as stream:
-            cfg = cloudpickle.load(stream)
+        data = read_job_data(jobs_dir / job["config"])  # plain data naming the one shared configurator.pkl
+        assert data is not None and data["format"] == "pocket-coffea-job/1"
+        assert data["configurator"] == "configurator.pkl" and data["job"] == i
+        assert {d: e["files"] for d, e in data["fileset"].items()} == {d: e["files"] for d, e in job["fileset"].items()}
+        cfg = load_configurator(jobs_dir / job["config"])  # what the job's inner run loads
         assert {d: e["files"] for d, e in cfg.fileset.items()} == {d: e["files"] for d, e in job["fileset"].items()}
         assert (jobs_dir / f"job_{i}.idle").exists()
         assert not any((jobs_dir / f"job_{i}.{s}").exists() for s in ("running", "done", "failed"))
@@ -64,6 +68,7 @@ def test_scaleout_dry_run_writes_the_jobs_folder(analysis, tmp_path, nanoaod_dir
         assert sub["output"].endswith(f"logs/job_{i}.out") and sub["log"].endswith(f"logs/job_{i}.log")
         assert f"config_job_{i}.pkl" in sub["transfer_input_files"]
         assert "inner_run_options.yaml" in sub["transfer_input_files"]
+        assert f"{jobs_dir.absolute()}/configurator.pkl" in sub["transfer_input_files"]
         assert sub["request_memory"] == "2000" and sub["request_cpus"] == "1"
         assert "+JobFlavour" not in sub  # plain condor: no queue
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cloudpickle
 import pytest
 import yaml
+from pc_jobs.job_config import read_job_data
 from condor_testlib import (
     fileset_for,
     invoke_run,
@@ -47,9 +47,9 @@ def prepared(tmp_path, nanoaod_dir, monkeypatch):
 
 
 def _pickled_files(jobs_dir: Path, index: int) -> list[str]:
-    with open(jobs_dir / f"config_job_{index}.pkl", "rb") as stream:
-        cfg = cloudpickle.load(stream)
-    return [f for entry in cfg.fileset.values() for f in entry["files"]]
+    data = read_job_data(jobs_dir / f"config_job_{index}.pkl")  # plain data: never the Configurator
+    assert data is not None and data["format"] == "pocket-coffea-job/1"
+    return [f for entry in data["fileset"].values() for f in entry["files"]]
 
 
 def _flags(jobs_dir: Path) -> dict[int, list[str]]:

@@ -146,11 +146,41 @@ def _load_pickle(path: Path) -> object:
         raise ConfigError(f"{path}: cannot unpickle the configurator: {type(exc).__name__}: {exc}") from exc
 
 
+JOB_FORMAT = "pocket-coffea-job/1"
+"""A manual job's input file ``config_job_{i}.pkl``: a pickled plain dict ``{"format": JOB_FORMAT,
+"configurator": "configurator.pkl", "job": i, "fileset": {...}}`` (written by pc_jobs)."""
+
+
+def _load_job(path: Path, data: dict) -> Configurator:
+    """The shared configurator named by the job data (relative to the job file) restricted to its fileset."""
+    from .configurator import Configurator
+
+    name = data.get("configurator")
+    fileset = data.get("fileset")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{path}: job data without a 'configurator' file name")
+    if not isinstance(fileset, dict) or not fileset:
+        raise ConfigError(f"{path}: job data without a non-empty 'fileset'")
+    shared_path = Path(name) if Path(name).is_absolute() else path.parent / name
+    if not shared_path.is_file():
+        raise ConfigError(
+            f"{path}: the shared configurator {shared_path} it refers to does not exist (a job needs both "
+            f"{path.name} and {name}; check transfer_input_files of its submit file)"
+        )
+    shared = _load_pickle(shared_path)
+    if not isinstance(shared, Configurator):
+        raise ConfigError(f"{shared_path}: the pickle holds a {type(shared).__name__}, not a Configurator")
+    if not shared.loaded:
+        shared.load()
+    return shared.with_fileset(fileset)
+
+
 def load_configurator(path: str | os.PathLike, load: bool = True) -> Configurator:
     """The Configurator of a config file, loaded (validated, fileset read).
 
-    ``path`` is a ``.py`` exposing ``cfg`` or a pickled Configurator (``configurator.pkl``
-    written by ``save_config``). Dataset JSON paths written relative in a ``.py`` config
+    ``path`` is a ``.py`` exposing ``cfg``, a pickled Configurator (``configurator.pkl``
+    written by ``save_config``) or a manual job's data file ``config_job_{i}.pkl`` (``JOB_FORMAT``:
+    the shared configurator next to it, restricted to the job's fileset). Dataset JSON paths written relative in a ``.py`` config
     resolve relative to the config file's folder, unless the config passed ``base_dir``.
     """
     from .configurator import Configurator
@@ -163,6 +193,11 @@ def load_configurator(path: str | os.PathLike, load: bool = True) -> Configurato
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         cfg = _load_pickle(path)
+        if isinstance(cfg, dict) and cfg.get("format") == JOB_FORMAT:
+            cfg = _load_job(path, cfg)
+        elif isinstance(cfg, dict) and str(cfg.get("format", "")).startswith("pocket-coffea-job/"):
+            raise ConfigError(f"{path}: job data format {cfg['format']!r} is not supported (this pocket-coffea "
+                              f"reads {JOB_FORMAT!r}); run the jobs with the pocket-coffea that prepared them")
         if not isinstance(cfg, Configurator):
             raise ConfigError(f"{path}: the pickle holds a {type(cfg).__name__}, not a Configurator")
         if cfg.loaded:

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .job_script import JobEnvironment, render_job_script
+from .job_config import dump_job_data, job_data
 from .jobs_dir import JobsDir, JobsDirError, write_job_file
 from .submission import Submitted, submit_file
 from .submit_file import (
@@ -108,16 +109,26 @@ def submit_spec(run_options: Mapping[str, Any], jobs_dir: JobsDir, outputdir: Pa
     )
 
 
-def jobs_table(jobs: list[Job], chunksizes: list[int]) -> Table:
+JOBS_TABLE_ROWS = 40
+"""Jobs listed one per row when preparing; more are summarised (10,000 rows help nobody)."""
+
+
+def jobs_table(jobs: list[Job], chunksizes: list[int], max_rows: int = JOBS_TABLE_ROWS) -> Table:
     table = Table(title="Manual jobs")
     for name, justify in (("job", "right"), ("dataset", "left"), ("files", "right"), ("events", "right"),
                           ("chunksize", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for job, chunksize in zip(jobs, chunksizes):
+    shown = len(jobs) if len(jobs) <= max_rows else max_rows // 2
+    for job, chunksize in zip(jobs[:shown], chunksizes[:shown]):
         for n, (dataset, entry) in enumerate(job.fileset.items()):
             nevents = entry.get("metadata", {}).get("nevents")
             table.add_row(str(job.index) if n == 0 else "", dataset, str(len(entry["files"])),
                           f"{int(nevents):_}" if nevents is not None else "?", str(chunksize) if n == 0 else "")
+    if shown < len(jobs):
+        rest = jobs[shown:]
+        datasets = {name for job in rest for name in job.fileset}
+        table.add_row("...", f"{len(rest)} more jobs, {len(datasets)} datasets", str(sum(j.nfiles for j in rest)),
+                      f"{sum(j.nevents for j in rest):_}", "")
     table.add_section()
     table.add_row("", f"{len(jobs)} jobs", str(sum(j.nfiles for j in jobs)), f"{sum(j.nevents for j in jobs):_}", "")
     return table
@@ -177,10 +188,11 @@ class CondorExecutorFactory(ExecutorFactoryABC):
         spec = submit_spec(run_options, jobs_dir, self.outputdir, proxy)
 
         jobs_dir.logs.mkdir(parents=True, exist_ok=True)
+        # ONE cloudpickle of the configurator; each job's config_job_{i}.pkl is plain data naming it
+        write_job_file(jobs_dir.shared_configurator, cloudpickle.dumps(cfg))
         records: dict[int, dict[str, Any]] = {}
         for job, chunksize in zip(jobs, chunksizes):
-            job_cfg = cfg.with_fileset(job.fileset)
-            write_job_file(jobs_dir.config(job.index), cloudpickle.dumps(job_cfg))
+            write_job_file(jobs_dir.config(job.index), dump_job_data(job_data(job.fileset, job.index)))
             write_job_file(jobs_dir.sub(job.index), render_job(spec, job.index, chunksize))
             records[job.index] = {
                 "fileset": job.fileset,

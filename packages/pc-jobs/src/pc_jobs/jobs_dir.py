@@ -3,7 +3,8 @@
 Layout (docs/condor-jobs.md)::
 
     <jobs-dir>/<job-name>/
-        config_job_{i}.pkl      cloudpickle of the Configurator restricted to job i's files
+        configurator.pkl        the ONE cloudpickle of the Configurator, shared by every job
+        config_job_{i}.pkl      job i's inputs as plain data (format pocket-coffea-job/1, pc_jobs.job_config)
         jobs_config.yaml        every job's fileset slice, config and output (docs/merging.md)
         job_{i}.sub             submit file of job i alone (for resubmission)
         jobs_all.sub            every job in one submission (queue chunksize from (...))
@@ -23,6 +24,8 @@ from typing import Any
 import yaml
 from pc_core.atomic import atomic_path
 from pc_core.errors import PocketCoffeaError
+
+from .submit_file import SHARED_CONFIGURATOR
 
 JOBS_CONFIG = "jobs_config.yaml"
 JOBS_CONFIG_VERSION = 1
@@ -55,6 +58,10 @@ class JobsDir:
     @property
     def jobs_config(self) -> Path:
         return self.path / JOBS_CONFIG
+
+    @property
+    def shared_configurator(self) -> Path:
+        return self.path / SHARED_CONFIGURATOR
 
     @property
     def logs(self) -> Path:

@@ -3,14 +3,16 @@
 For every selected job (explicit indices, or ``auto``: the jobs flagged ``.failed``,
 ``.idle`` or ``.running``):
 
-1. the pickled fileset is kept, except that
+1. the job's fileset (``config_job_{i}.pkl``, plain data: ``pc_jobs.job_config``) is kept, except that
    - ``--use-redirector`` sends every ``/store/`` file through the global redirector (and
      wins over ``--blocklist-sites``, with a warning);
    - ``--blocklist-sites`` moves the files served by those sites to another Rucio replica
      (else the redirector);
    - a job whose logs show an XRootD read error gets each input file moved to another
      replica (Rucio; the redirector when Rucio is unreachable or has none);
-   the changed configurator is pickled again (``jobs_config.yaml`` stays as submitted);
+   only the job's data file is rewritten, never the shared ``configurator.pkl`` (which is
+   not unpickled: a submit node without coffea, pc-run or the workflow recreates jobs;
+   ``jobs_config.yaml`` stays as submitted);
 2. the queue: ``--recreate-queue`` rewrites ``+JobFlavour``; otherwise ``auto`` bumps
    jobs found ``.running`` one flavour longer;
 3. ``inner_run_options.yaml`` is rewritten from the current run options and ``job.sh`` /
@@ -37,6 +39,7 @@ from pc_core.errors import PocketCoffeaError
 from rich.console import Console
 from rich.table import Table
 
+from .job_config import JobConfigError, dump_job_data, is_job_data, job_fileset, load_job_config, with_fileset
 from .job_logs import find_read_failures
 from .job_script import patch_inner_options
 from .jobs_dir import JobsDir, JobsDirError, parse_job_selection, write_job_file
@@ -240,12 +243,18 @@ def _recreate_locked(jobs_dir: JobsDir, request: RecreateRequest, run_options: M
             change.skipped = result.skipped[index] = message
             result.changes.append(change)
             continue
-        with open(jobs_dir.config(index), "rb") as stream:
-            cfg = cloudpickle.load(stream)
+        config_path = jobs_dir.config(index)
+        try:  # plain job data (pocket-coffea-job/1): the Configurator is never unpickled
+            cfg = load_job_config(config_path)
+        except JobConfigError as exc:
+            raise JobsDirError(f"cannot recreate job {index}: {exc}") from None
         xrootd_failed, failed_urls = xrootd_failures(jobs_dir, index)
         fileset, change.rewrites, change.reason = _move_files(
-            cfg.fileset, index, request, failed_urls, xrootd_failed, gateway_factory)
-        pickled = cloudpickle.dumps(cfg.with_fileset(fileset)) if change.rewrites else None
+            job_fileset(cfg, config_path), index, request, failed_urls, xrootd_failed, gateway_factory)
+        pickled = None
+        if change.rewrites:
+            new_cfg = with_fileset(cfg, fileset, config_path)
+            pickled = dump_job_data(new_cfg) if is_job_data(new_cfg) else cloudpickle.dumps(new_cfg)
         sub = ensure_input(jobs_dir.sub(index).read_text(), str(jobs_dir.inner_options))
         sub = tag_job(apply_run_options(sub, run_options, last_recorded(jobs_dir.path, index, "request_memory")),
                       jobs_dir.path, index)

@@ -25,6 +25,8 @@ JOB_FLAVOURS = ("espresso", "microcentury", "longlunch", "workday", "tomorrow", 
 
 FLAVOUR_COMMAND = "+JobFlavour"
 INNER_OPTIONS_FILE = "inner_run_options.yaml"
+SHARED_CONFIGURATOR = "configurator.pkl"
+"""The one cloudpickled Configurator every job's ``config_job_{i}.pkl`` (plain data) refers to."""
 JOBS_DIR_ATTR = "PocketCoffeaJobsDir"
 JOB_ATTR = "PocketCoffeaJob"
 """Job ClassAd attributes naming the jobs folder (absolute path) and the job index of every job."""
@@ -97,7 +99,8 @@ class SubmitSpec:
 
     def _common(self, config: str, index: str, chunksize: str, logname: str) -> dict[str, str]:
         jobs_dir = self.jobs_dir
-        inputs = [f"{jobs_dir}/{config}", f"{jobs_dir}/{INNER_OPTIONS_FILE}", *self.extra_inputs]
+        inputs = [f"{jobs_dir}/{config}", f"{jobs_dir}/{SHARED_CONFIGURATOR}", f"{jobs_dir}/{INNER_OPTIONS_FILE}",
+                  *self.extra_inputs]
         description = {
             "universe": "vanilla",
             "executable": f"{jobs_dir}/job.sh",
