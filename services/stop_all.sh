@@ -6,5 +6,6 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 bash "$HERE/stop_rucio.sh"
 bash "$HERE/stop_xrootd.sh"
 bash "$HERE/stop_condor.sh"
+bash "$HERE/stop_slurm.sh"
 rm -f "${PC_SERVICES_DIR:-${REALCOMP_DIR:-/tmp/pc-services}}/services.json"
 exit 0

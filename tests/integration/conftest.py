@@ -176,3 +176,21 @@ def rucio_catalog(rucio_settings, xrootd_sites, flaky_site, nanoaod_dir) -> Cata
         catalog.containers[short] = files
         catalog.das[short] = container
     return catalog
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(services) -> dict:
+    """The one-node SLURM cluster of services/start_slurm.sh (``services.json`` key ``slurm``):
+    the controller answers, the node takes jobs, and sbatch/squeue/scancel are on PATH (the
+    config is /etc/slurm/slurm.conf, so they need no environment)."""
+    info = services.get("slurm")
+    if not info:
+        require_service("SLURM", False, "services.json has no 'slurm' entry; run `bash services/start_slurm.sh` (as root)")
+    missing = [tool for tool in ("sbatch", "squeue", "scancel", "scontrol", "sinfo") if shutil.which(tool) is None]
+    require_service("SLURM", not missing, f"{', '.join(missing)} not on PATH; run `bash services/start_slurm.sh`")
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    require_service("SLURM", "UP" in ping.stdout, f"slurmctld does not answer: {ping.stdout}{ping.stderr}")
+    state = subprocess.run(["sinfo", "-h", "-n", info["node"], "-p", info["default_partition"], "-o", "%t"],
+                           capture_output=True, text=True, timeout=30).stdout.strip()
+    require_service("SLURM", state in ("idle", "mix", "alloc"), f"node {info['node']} is {state!r}, not idle")
+    return info

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 import multiprocessing
 import os
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -142,6 +144,19 @@ def condor_directives(run_options: Mapping[str, Any], proxy: Path | None) -> dic
         files = [f for f in (directives.get("transfer_input_files") or "").split(",") if f.strip()]
         directives["transfer_input_files"] = ",".join([*files, str(proxy)])
         directives.setdefault("should_transfer_files", "YES")
+    return directives
+
+
+def slurm_directives(run_options: Mapping[str, Any]) -> list[str]:
+    """``job-extra-directives`` as sbatch options: ``{constraint: gpu}`` -> ``--constraint=gpu``,
+    ``{exclusive: true}`` -> ``--exclusive`` (false: left out); a key may carry its dashes."""
+    directives: list[str] = []
+    for key, value in (run_options.get("job-extra-directives") or {}).items():
+        flag = key if str(key).startswith("-") else f"--{key}"
+        if value is True or value is None:
+            directives.append(flag)
+        elif value is not False:
+            directives.append(f"{flag}={value}")
     return directives
 
 
@@ -274,6 +289,77 @@ def remove_condor_jobs(job_ids: list[str], wait: float = 15.0) -> list[str]:
         return list(job_ids)
 
 
+# SLURM job states after which a job never runs (again)
+_SLURM_ENDED = ("completed", "cancelled", "failed", "timeout", "node_fail", "preempted", "boot_fail", "deadline",
+                "out_of_memory", "revoked", "special_exit")
+
+
+def _squeue(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+    """``{job id: (state, reason, partition)}`` for the jobs slurmctld still knows (``squeue -j``).
+    Raises ``ExecutorError`` when squeue cannot be asked."""
+    ids = [j for j in job_ids if j]
+    if not ids:
+        return {}
+    try:
+        res = subprocess.run(["squeue", "--noheader", "--states=all", "--jobs", ",".join(ids),
+                              "--format=%i|%T|%r|%P"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ExecutorError(f"squeue failed: {type(exc).__name__}: {exc}") from None
+    if res.returncode != 0:
+        if "Invalid job id" in res.stderr:  # none of them is known any more
+            return {}
+        raise ExecutorError(f"squeue exited with {res.returncode}: {res.stderr.strip()[-300:]}")
+    jobs: dict[str, tuple[str, str, str]] = {}
+    for line in res.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 4 and parts[0] in ids:
+            jobs[parts[0]] = (parts[1].lower(), parts[2], parts[3])
+    return jobs
+
+
+def slurm_job_report(job_ids: list[str]) -> dict[str, str]:
+    """``{job id: state and reason}`` from ``squeue`` (e.g. ``pending (PartitionDown) in
+    partition offline``), for every job id; ``no longer in the queue`` for jobs slurmctld forgot."""
+    if not job_ids:
+        return {}
+    try:
+        jobs = _squeue(job_ids)
+    except ExecutorError as exc:  # the report is best effort; the error names the jobs anyway
+        return {job: f"state unknown ({exc})" for job in job_ids}
+    report: dict[str, str] = {}
+    for job in job_ids:
+        if job not in jobs:
+            report[job] = "no longer in the queue"
+            continue
+        state, reason, partition = jobs[job]
+        reason = "" if reason in ("", "None", "(null)") else f" ({reason})"
+        report[job] = f"{state}{reason} in partition {partition}"
+    return report
+
+
+def remove_slurm_jobs(job_ids: list[str], wait: float = 15.0) -> list[str]:
+    """``scancel`` the jobs still pending or running and wait (up to ``wait`` s) until none of
+    them is; returns the ids still there."""
+    if not job_ids:
+        return []
+
+    def alive() -> list[str]:
+        return [j for j, (state, _, _) in _squeue(job_ids).items() if state not in _SLURM_ENDED]
+
+    try:
+        left = alive()
+        if left:
+            subprocess.run(["scancel", *left], capture_output=True, text=True, timeout=30)
+        deadline = time.monotonic() + wait
+        while left and time.monotonic() < deadline:
+            time.sleep(0.5)
+            left = alive()
+        return left
+    except (ExecutorError, OSError, subprocess.TimeoutExpired) as exc:  # never mask the run's own outcome
+        log.warning("could not check that the worker jobs %s left the SLURM queue: %s", ", ".join(job_ids), exc)
+        return list(job_ids)
+
+
 class WorkersNeverCame(ExecutorError):
     """No worker connected within ``worker-timeout``."""
 
@@ -294,6 +380,10 @@ def _no_workers_message(executor: str, system: str, timeout: float, job_ids: lis
         states = condor_job_report(job_ids)
         jobs = "; ".join(f"{job} {state}" for job, state in states.items())
         detail = f"{batch} worker jobs: {jobs}"
+    elif system == "slurm" and job_ids:
+        states = slurm_job_report(job_ids)
+        jobs = "; ".join(f"{job} {state}" for job, state in states.items())
+        detail = f"{batch} worker jobs: {jobs}"
     elif job_ids:
         detail = f"{batch} worker jobs {', '.join(job_ids)}"
     else:
@@ -308,7 +398,8 @@ def _wait_for_workers(
     logs: Path | None = None,
 ) -> None:
     """Return when a worker is connected; raise WorkersNeverCame after ``timeout`` s, or as
-    soon as every HTCondor worker job is held, or has ended without a worker connecting."""
+    soon as every HTCondor worker job is held, or every HTCondor/SLURM worker job has ended
+    without a worker connecting."""
     start = time.monotonic()
     last_check = start
     while not count():
@@ -322,6 +413,13 @@ def _wait_for_workers(
             for why, prefixes in (("held", ("held",)), ("ended", _ENDED)):
                 if states and all(state.startswith(prefixes) for state in states.values()) and not count():
                     raise WorkersNeverCame(_no_workers_message(executor, system, timeout or 0, ids, why, logs))
+        if system == "slurm" and now - last_check > 3:
+            last_check = now
+            ids = job_ids()
+            states = slurm_job_report(ids) if ids else {}
+            if states and all(state.startswith((*_SLURM_ENDED, "no longer")) for state in states.values()) \
+                    and not count():
+                raise WorkersNeverCame(_no_workers_message(executor, system, timeout or 0, ids, "ended", logs))
         time.sleep(_POLL_SECONDS)
     log.info("first worker connected after %.1f s", time.monotonic() - start)
 
@@ -481,8 +579,8 @@ class DaskExecutorFactory(ExecutorFactoryABC):
             kwargs["disk"] = options.get("disk-per-worker") or "1GB"
             kwargs["job_extra_directives"] = condor_directives(options, proxy)
             return dask_jobqueue.HTCondorCluster(**kwargs)
-        directives = options.get("job-extra-directives") or {}
-        kwargs["job_extra_directives"] = [f"--{key}={value}" for key, value in directives.items()]
+        # SLURM: sbatch options, partition (queue), time limit, account; the proxy is read in place
+        kwargs["job_extra_directives"] = slurm_directives(options)
         for option, argument in (("queue", "queue"), ("walltime", "walltime"), ("account", "account")):
             if options.get(option):
                 kwargs[argument] = options[option]
@@ -565,6 +663,11 @@ class DaskExecutorFactory(ExecutorFactoryABC):
                     if left:
                         log.warning("worker jobs %s are still in the HTCondor queue; remove them with condor_rm",
                                     ", ".join(left))
+                if system == "slurm" and job_ids:
+                    left = remove_slurm_jobs(job_ids)
+                    if left:
+                        log.warning("worker jobs %s are still in the SLURM queue; remove them with scancel",
+                                    ", ".join(left))
 
 
 # --------------------------------------------------------------------------- parsl
@@ -631,13 +734,14 @@ class ParslExecutorFactory(ExecutorFactoryABC):
         elif system == "slurm":
             from parsl.providers import SlurmProvider
 
-            extra = options.get("job-extra-directives") or {}
+            # a block asks for its cores and memory on a shared node (parsl's default is a whole
+            # node: --exclusive); job-extra-directives may still say exclusive: true
             provider = SlurmProvider(
-                partition=options.get("queue") or "", account=options.get("account"), nodes_per_block=1,
-                cores_per_node=cores,
-                mem_per_node=max(1, int(_size_gb(options["mem-per-worker"]))) if options.get("mem-per-worker") else None,
+                partition=options.get("queue") or None, account=options.get("account") or None, nodes_per_block=1,
+                cores_per_node=cores, exclusive=False,
+                mem_per_node=max(1, math.ceil(_size_gb(options["mem-per-worker"]))) if options.get("mem-per-worker") else None,
                 worker_init="\n".join(env_setup_commands(options, _proxy_on_worker(system, proxy))),
-                scheduler_options="\n".join(f"#SBATCH --{key}={value}" for key, value in extra.items()),
+                scheduler_options="\n".join(f"#SBATCH {directive}" for directive in slurm_directives(options)),
                 walltime=options.get("walltime") or "01:00:00", **blocks,
             )
             workers = cores
@@ -728,4 +832,9 @@ class ParslExecutorFactory(ExecutorFactoryABC):
                 left = remove_condor_jobs(job_ids)
                 if left:
                     log.warning("parsl blocks %s are still in the HTCondor queue; remove them with condor_rm",
+                                ", ".join(left))
+            if system == "slurm" and job_ids:
+                left = remove_slurm_jobs(job_ids)
+                if left:
+                    log.warning("parsl blocks %s are still in the SLURM queue; remove them with scancel",
                                 ", ".join(left))
