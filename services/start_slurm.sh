@@ -24,7 +24,7 @@ set -euo pipefail
 BASE=${PC_SERVICES_DIR:-${REALCOMP_DIR:-/tmp/pc-services}}
 DIR=$BASE/slurm
 CONF=/etc/slurm/slurm.conf
-NODE=$(hostname -s)
+NODE=${SLURM_NODE_NAME:-pcnode}  # any name: slurmd is started with -N, every address is 127.0.0.1
 CPUS=${SLURM_NODE_CPUS:-8}
 MEMORY_MB=${SLURM_NODE_MEMORY_MB:-32000}
 PARTITIONS="standard c23ms batch"
@@ -53,10 +53,24 @@ install_slurm() {
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1
   fi
-  local rc=0
-  { apt-get "${APT_OPTS[@]}" update -qq &&
+  local rc=0 i
+  apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" install -y -qq --no-install-recommends \
-      munge slurmctld slurmd slurm-client; } >"$DIR/apt.log" 2>&1 || rc=$?
+      munge slurmctld slurmd slurm-client
+  }
+  # start_xrootd.sh has just updated the package lists: install from them; update only if that
+  # fails. `apt-get update` does not wait for the lists lock (start_condor.sh may hold it for
+  # its own update): retry it every 2 s for a minute.
+  {
+    apt_install || {
+      for i in $(seq 1 30); do
+        apt-get "${APT_OPTS[@]}" update -qq && break
+        [ "$i" = 30 ] && break
+        echo "[slurm] apt-get update failed (lock held?), again in 2s"; sleep 2
+      done
+      apt_install
+    }
+  } >"$DIR/apt.log" 2>&1 || rc=$?
   [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
   [ "$rc" = 0 ] || tail -20 "$DIR/apt.log" >&2
   return "$rc"
@@ -100,7 +114,7 @@ done
 cat >"$CONF.tmp" <<EOF
 # written by services/start_slurm.sh: a one-node test cluster on 127.0.0.1
 ClusterName=pocketcoffea
-SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldHost=$(hostname -s)(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=6817
