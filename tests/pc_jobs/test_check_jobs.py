@@ -444,3 +444,24 @@ def test_rucio_lookup_skips_own_server_blacklisted_and_failed_replicas():
     assert gateway.asked == [sorted([lfn_b, lfn_e])]  # one batched Rucio call
     # with Pisa's server blacklisted and CERN healthy, CERN is chosen
     assert lookup([url(SITE_A, "B")], {site_c}, [])[url(SITE_A, "B")] == url(SITE_B, "B")
+
+
+def test_progress_table_is_readable_at_80_columns():
+    """COLUMNS=80: abbreviated headers, a shorter bar, long names shortened: every row on one line, no '…' numbers."""
+    from io import StringIO
+
+    from pc_jobs.check_jobs import GroupProgress, progress_table
+
+    counts = {"idle": 2000, "running": 1500, "evicted": 3, "held": 12, "done": 6000, "failed": 500,
+              "killed": 0, "removed": 0, "lost": 0}
+    rows = [GroupProgress("DYJetsToLL_M-50_TuneCP5_13TeV-amcatnloFXFX-pythia8", counts), GroupProgress("TT", counts)]
+    out = StringIO()
+    Console(file=out, width=80, color_system=None).print(progress_table(rows, "sample", False, 80))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    body = [line for line in lines if line.startswith("│")]
+    assert len(body) == 2  # one line per row
+    assert "10015" in body[0] and "6000" in body[0] and "1500" in body[0] and body[0].split("│")[1].strip().startswith("DYJets") and body[0].split("│")[1].strip().endswith("…")
+    header = next(line for line in lines if "Sample" in line)
+    assert all(h in header for h in ("Total", "Idle", "Run", "Evict", "Held", "Done", "Fail", "% Done"))
+    assert "…" not in header and "…" not in "".join(body[0].split("│")[2:])  # numbers and headers never cut

@@ -338,3 +338,37 @@ def test_resubmit_treats_killed_and_lost_jobs_as_failed(tmp_path):
     assert result.states == {0: "idle", 1: "idle", 2: "done"} and not result.finished
     assert (folder / "job_0.idle").exists() and not (folder / "job_0.running").exists()
     assert monitor.state.resubmissions == {0: 1, 1: 1}
+
+
+# --------------------------------------------------------------------------- the text reader of event logs
+
+RECORDED_LOGS = sorted((Path(__file__).parent / "data" / "condor_event_logs").glob("*.log"))
+
+
+@pytest.mark.parametrize("path", RECORDED_LOGS, ids=lambda p: p.name)
+def test_text_reader_and_htcondor_bindings_agree_on_every_recorded_log(path):
+    """Undisturbed jobs (submit, execute, image size, terminated) are parsed from the text; any other
+    event hands the log to htcondor2.JobEventLog. Either way the attempts are the bindings' ones."""
+    from pc_jobs.job_state import _LogCursor
+
+    text_cursor, bindings_cursor = _LogCursor((0, 0)), _LogCursor((0, 0), bindings=True)
+    text_cursor.read(path)
+    bindings_cursor.read(path)
+    assert text_cursor.attempts == bindings_cursor.attempts and text_cursor.attempts
+    assert text_cursor.bindings == (path.name not in ("exit_0.log", "exit_3.log", "kill_9.log"))
+
+
+@pytest.mark.parametrize("name", ["exit_0.log", "hold_release_rm.log"])
+def test_text_reader_reads_a_growing_log_incrementally(tmp_path, name):
+    from pc_jobs.job_state import _LogCursor
+
+    source = (Path(__file__).parent / "data" / "condor_event_logs" / name).read_text()
+    growing = tmp_path / "job_0.log"
+    growing.write_text("")
+    cursor = _LogCursor((0, 0))
+    for n in range(0, len(source), 97):  # also cut inside events: an incomplete event waits for its end
+        growing.write_text(source[: n + 97])
+        cursor.read(growing)
+    full = _LogCursor((0, 0), bindings=True)
+    full.read(growing)
+    assert cursor.attempts == full.attempts

@@ -49,6 +49,7 @@ from pc_core.errors import PocketCoffeaError
 
 from .job_config import JobConfigError, job_fileset, load_job_config, rewrite_job_files
 from .job_flags import JobsSnapshot, job_name, resolve_jobs_folder, scan_jobs, set_flag
+from .jobs_dir import JobsDir
 from .job_logs import LogDiagnosis, ReadFailure, diagnose_logs, job_stdout_logs, read_failure_in_file, stdout_logs_by_job
 from .job_state import ACTIVE, ENDED_BADLY, HOLD_CODES, JobState, JobStateReader, SchedQuery
 from .job_state import STATES as JOB_STATES
@@ -161,25 +162,32 @@ def load_groups(folder: Path, group_by: str) -> tuple[dict[str, list[int]], bool
     """``{sample or dataset: [job index, ...]}`` from ``jobs_config.yaml``; None when unavailable.
 
     The second value is True when some job belongs to several groups (uniform splitting).
+    Read through ``JobsDir.read_jobs_config`` (its JSON cache: 10,000 jobs in ~0.1 s).
     """
-    if group_by == "none" or not (folder / "jobs_config.yaml").is_file():
+    jobs_dir = JobsDir(Path(folder))
+    if group_by == "none" or not jobs_dir.jobs_config.is_file():
         return None
-    from .merge import load_jobs_config
-
     try:
-        config = load_jobs_config(folder)
+        config = jobs_dir.read_jobs_config()
     except PocketCoffeaError as exc:
         log.warning("per-%s table disabled: %s", group_by, exc)
         return None
     groups: dict[str, list[int]] = {}
-    for job in config.jobs:
+    for key, job in config["jobs"].items():
         try:
-            index = int(job.name.removeprefix("job_"))
+            index = int(str(key).removeprefix("job_"))
         except ValueError:
             continue
-        names = {ds if group_by == "dataset" else entry["metadata"]["sample"] for ds, entry in job.fileset.items()}
+        fileset = job.get("fileset") if isinstance(job, dict) else None
+        if not isinstance(fileset, dict):
+            continue
+        names = {ds if group_by == "dataset" else (entry.get("metadata") or {}).get("sample", ds)
+                 for ds, entry in fileset.items() if isinstance(entry, dict)}
         for name in names:
             groups.setdefault(str(name), []).append(index)
+    if not groups:
+        log.warning("per-%s table disabled: %s lists no job filesets", group_by, jobs_dir.jobs_config)
+        return None
     listed = [i for jobs in groups.values() for i in jobs]
     return groups, len(listed) != len(set(listed))
 
@@ -291,6 +299,8 @@ class JobsMonitor:
                 return schedd.query(constraint=constraint, projection=projection)
         self.reader = JobStateReader(self.folder, query=schedd_query, cluster_jobs=self.state.clusters)
         self._diagnoses: dict[tuple[tuple[str, int, int], ...], LogDiagnosis | None] = {}
+        self._failures: dict[tuple[str, int, int], ReadFailure | None] = {}
+        self._stdout_logs: dict[int, list[Path]] | None = None
 
     # -- helpers
     @property
@@ -310,6 +320,7 @@ class JobsMonitor:
     def poll(self) -> PollResult:
         messages: list[str] = []
         snapshot = scan_jobs(self.folder)
+        self._stdout_logs = None  # listed once per poll, on first use
         jobs = self.reader.read(snapshot)  # schedd + event logs + flags (pc_jobs.job_state)
         states = {i: job.state for i, job in jobs.items()}
         handled = set(_read_lines(self.maxtime_path))
@@ -416,11 +427,29 @@ class JobsMonitor:
             self._diagnoses[key] = diagnose_logs([Path(p) for p, _, _ in key]) if key else None
         return self._diagnoses[key]
 
+    def _job_logs(self, index: int) -> list[Path]:
+        """The job's unprocessed stdout/stderr logs, oldest first, from one listing of ``logs/`` per poll."""
+        if self._stdout_logs is None:
+            self._stdout_logs = stdout_logs_by_job(self.logs_dir, self.state.clusters)
+        paths = []
+        for path in self._stdout_logs.get(index, []):
+            try:
+                paths.append((path.stat().st_mtime, path.name, path))
+            except OSError:
+                continue
+        return [path for _, _, path in sorted(paths)]
+
     def _read_failure(self, index: int) -> ReadFailure | None:
-        for path in reversed(job_stdout_logs(self.logs_dir, index, self.state.clusters)):
-            failure = read_failure_in_file(path)
-            if failure is not None:
-                return failure
+        for path in reversed(self._job_logs(index)):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            key = (str(path), stat.st_size, stat.st_mtime_ns)
+            if key not in self._failures:  # read a log again only when it changed
+                self._failures[key] = read_failure_in_file(path)
+            if self._failures[key] is not None:
+                return self._failures[key]
         return None
 
     def _flag_age(self, index: int) -> float:
@@ -439,7 +468,7 @@ class JobsMonitor:
             self.gave_up.add(index)
             messages.append(f"{name} failed after {done} resubmissions (--max-resubmit {self.max_resubmit}): giving up")
             return False
-        logs = job_stdout_logs(self.logs_dir, index, self.state.clusters)
+        logs = self._job_logs(index)
         if not logs and not ready and self._flag_age(index) < self.log_grace:
             return False  # HTCondor has not copied the job's stdout back yet
         queued = rpass.still_queued_message(index)
@@ -551,20 +580,42 @@ def summary_table(result: PollResult) -> Table:
     return table
 
 
-def progress_table(rows: list[GroupProgress], label: str, overlap: bool) -> Table:
+SHORT_STATES = {"idle": "Idle", "running": "Run", "evicted": "Evict", "held": "Held", "done": "Done",
+                "failed": "Fail", "killed": "Kill", "removed": "Rm", "lost": "Lost"}
+"""Column headers of the progress table on narrow terminals (below ``WIDE``)."""
+WIDE = 110
+NAME_WIDTH = 24
+
+
+def progress_table(rows: list[GroupProgress], label: str, overlap: bool, width: int | None = None) -> Table:
+    """Per-group progress; on a console narrower than ``WIDE`` columns (``width``) the headers are
+    abbreviated, long group names are shortened with an ellipsis and the bar shrinks so that
+    every row stays on one line (80 columns: nothing is wrapped or cut to '…')."""
+    width = width or WIDE
+    narrow = width < WIDE
     title = f"Progress by {label}" + (" (jobs with several samples counted under each)" if overlap else "")
     columns = shown_states(state for row in rows for state, n in row.counts.items() if n)
+    headers = [SHORT_STATES[s] if narrow else s.capitalize() for s in columns]
+    # every column: its content plus 3 (padding, separator); the table: one more border
+    numbers = max([len("Total")] + [len(str(row.total)) for row in rows])
+    states = sum(max([len(h)] + [len(str(row.counts.get(s, 0))) for row in rows]) for s, h in zip(columns, headers))
+    room = width - (numbers + states + len("% Done")) - 3 * (len(columns) + 4) - 1  # for the name and the bar
+    name_width = min(max([len(label)] + [len(row.name) for row in rows]), NAME_WIDTH if narrow else 60)
+    name_width = max(6, min(name_width, room - 6))
+    bar_width = max(6, min(BAR_WIDTH, room - name_width))
+    bar_header = "Progress" if bar_width >= len("Progress") else "Bar"
     table = Table(title=title)
-    table.add_column(label.capitalize(), style="cyan", no_wrap=True)
-    table.add_column("Total", justify="right")
-    for state in columns:
-        table.add_column(state.capitalize(), justify="right", style=STATE_COLOURS[state])
-    table.add_column("Progress", no_wrap=True)
-    table.add_column("% Done", justify="right")
+    table.add_column(label.capitalize(), style="cyan", no_wrap=True, max_width=name_width, overflow="ellipsis")
+    table.add_column("Total", justify="right", no_wrap=True)
+    for state, header in zip(columns, headers):
+        table.add_column(header, justify="right", style=STATE_COLOURS[state], no_wrap=True)
+    table.add_column(bar_header, no_wrap=True, width=bar_width)
+    table.add_column("% Done", justify="right", no_wrap=True)
     for row in rows:
         style = "green" if row.pct_done >= 99.5 else "yellow" if row.pct_done >= 50 else "red"
-        table.add_row(Text(row.name), str(row.total), *(str(row.counts.get(s, 0)) for s in columns),
-                      stacked_bar(row.counts), Text(f"{row.pct_done:.1f}%", style=style))
+        name = row.name if len(row.name) <= name_width else row.name[: name_width - 1] + "…"
+        table.add_row(Text(name), str(row.total), *(str(row.counts.get(s, 0)) for s in columns),
+                      stacked_bar(row.counts, bar_width), Text(f"{row.pct_done:.1f}%", style=style))
     return table
 
 
@@ -641,10 +692,10 @@ def attention_table(result: PollResult) -> Table | None:
 
 
 def render(result: PollResult, monitor: JobsMonitor, groups: tuple[dict[str, list[int]], bool] | None,
-           group_by: str, details: bool, messages: list[Text | str]) -> Group:
+           group_by: str, details: bool, messages: list[Text | str], width: int | None = None) -> Group:
     parts: list[Any] = [summary_table(result)]
     if groups is not None:
-        parts.append(progress_table(group_progress(groups[0], result.states), group_by, groups[1]))
+        parts.append(progress_table(group_progress(groups[0], result.states), group_by, groups[1], width))
     attention = attention_table(result)
     if attention is not None:
         parts.append(attention)
@@ -693,7 +744,7 @@ def check_jobs(
         for message in result.messages:
             log.debug("%s", message)
             messages.append(Text.assemble((stamp, "dim"), " ", message))  # log text: never markup
-        return result, render(result, monitor, groups, group_by, details, messages)
+        return result, render(result, monitor, groups, group_by, details, messages, console.width)
 
     if once:
         result, view = step()

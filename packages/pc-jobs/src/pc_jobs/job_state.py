@@ -351,17 +351,118 @@ def _int(value: Any) -> int | None:
         return None
 
 
+_FAST_EVENTS = frozenset({0, 1, 5, 6, 40})
+"""Events the text reader understands (submit, execute, terminated, image size, transfer); any other
+event in a log (held, evicted, aborted, ...) makes that log be read with ``htcondor2.JobEventLog``."""
+_HEADER = re.compile(r"(\d{3}) \((\d+)\.(\d+)\.(\d+)\) (\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) (.*)")
+_NORMAL = re.compile(r"\s*\(1\) Normal termination \(return value (-?\d+)\)")
+_SIGNAL = re.compile(r"\s*\(0\) Abnormal termination \(signal (\d+)\)")
+_MEMORY_USAGE = re.compile(r"\s*(\d+)\s+-\s+MemoryUsage of job \(MB\)")
+_SEPARATOR = "...\n"
+
+
+class _TextEvent(dict):
+    """The attributes of one event that ``_apply`` reads, parsed from the log's text (the common
+    events of a job that ran undisturbed): the same values ``htcondor2.JobEvent`` gives."""
+
+    cluster: int
+    proc: int
+    timestamp: float
+
+
+def _text_events(text: str) -> list[_TextEvent] | None:
+    """The events of complete event texts (``...``-separated); None when one is not a simple event."""
+    import datetime
+
+    events = []
+    for chunk in text.split(_SEPARATOR):
+        if not chunk:
+            continue
+        lines = chunk.split("\n")
+        match = _HEADER.fullmatch(lines[0])
+        if match is None:
+            return None
+        number = int(match.group(1))
+        if number not in _FAST_EVENTS:
+            return None
+        stamp = f"{match.group(5)}T{match.group(6)}"
+        event = _TextEvent(EventTypeNumber=number, EventTime=stamp)
+        event.cluster, event.proc = int(match.group(2)), int(match.group(3))
+        event.timestamp = datetime.datetime.fromisoformat(stamp).timestamp()
+        rest = match.group(7)
+        if number == 1:
+            event["ExecuteHost"] = rest.removeprefix("Job executing on host: ")
+            for line in lines[1:]:
+                if line.startswith("\tSlotName: "):
+                    event["SlotName"] = line[len("\tSlotName: "):].strip()
+        elif number == 5:
+            normal = _NORMAL.match(lines[1]) if len(lines) > 1 else None
+            killed = _SIGNAL.match(lines[1]) if len(lines) > 1 else None
+            if normal:
+                event.update(TerminatedNormally=True, ReturnValue=int(normal.group(1)))
+            elif killed:
+                event.update(TerminatedNormally=False, TerminatedBySignal=int(killed.group(1)))
+            else:
+                return None
+        elif number == 6:
+            for line in lines[1:]:
+                usage = _MEMORY_USAGE.match(line)
+                if usage:
+                    event["MemoryUsage"] = int(usage.group(1))
+        events.append(event)
+    return events
+
+
 @dataclass
 class _LogCursor:
-    """A job event log read so far: where the reader stopped, and every attempt it described."""
+    """A job event log read so far: where the reader stopped, and every attempt it described.
+
+    A log holding only the events of undisturbed jobs (submit, execute, image size, transfer,
+    terminated) is parsed from its text, from the byte offset reached at the last read (a
+    10,000-job folder is read in a fraction of a second); the first other event (held,
+    evicted, aborted, shadow exception, ...) switches that log, from its start, to
+    ``htcondor2.JobEventLog``, which understands every event.
+    """
 
     identity: tuple[int, int]  # (device, inode): a replaced file is read again from the start
     size: int = -1
     mtime_ns: int = -1
     reader: bytes | None = None  # a pickled htcondor2.JobEventLog (resumes at its offset)
     attempts: dict[tuple[int, int], Attempt] = field(default_factory=dict)
+    offset: int = 0  # text reader: bytes of complete events read so far
+    bindings: bool = False  # read with htcondor2 (an event the text reader does not handle)
+
+    def _read_text(self, path: Path) -> bool:
+        try:
+            with path.open("rb") as stream:
+                stream.seek(self.offset)
+                data = stream.read()
+        except OSError as exc:
+            log.warning("cannot read the HTCondor event log %s: %s", path, exc)
+            return True
+        end = data.rfind(b"\n" + _SEPARATOR.encode())
+        if data.startswith(_SEPARATOR.encode()) and end < 0:
+            end = -1
+        if end < 0 and not data.startswith(_SEPARATOR.encode()):
+            return True  # no complete event yet
+        complete = data[: end + 1 + len(_SEPARATOR)]
+        events = _text_events(complete.decode("utf-8", errors="replace"))
+        if events is None:
+            return False
+        for event in events:
+            key = (event.cluster, event.proc)
+            attempt = self.attempts.get(key)
+            if attempt is None:
+                attempt = self.attempts[key] = Attempt(*key)
+            _apply(attempt, event)
+        self.offset += len(complete)
+        return True
 
     def read(self, path: Path) -> None:
+        if not self.bindings:
+            if self._read_text(path):
+                return
+            self.bindings, self.attempts, self.reader = True, {}, None  # again from the start, every event
         import htcondor2
 
         reader = None

@@ -59,6 +59,7 @@ from pc_core.ledger import (
 from pc_core.output import accumulate, check_output_keys, load_output, save_output
 
 from .job_flags import JobsFolderError, scan_jobs
+from .jobs_dir import load_jobs_document
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def load_jobs_config(path: str | os.PathLike) -> JobsConfig:
     config_path = find_jobs_config(path)
     jobs_dir = config_path.parent
     try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        raw = copy.deepcopy(load_jobs_document(config_path))  # the one reader of jobs_config.yaml (jobs_dir)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
