@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -207,19 +208,44 @@ class ProcessPoolBackend:
         self._terminate()
 
 
+def _identity(value):
+    return value
+
+
+# no dask worker at all for this long (and no factory monitor that knows better): the run stops
+DASK_NO_WORKERS_TIMEOUT = 300.0
+DASK_MONITOR_PERIOD = 2.0
+
+
 class DaskBackend:
-    """Dask: one task per chunk; dask itself reruns the tasks of a worker that died and
-    gives up (``KilledWorker``) on a task that killed ``allowed-failures`` workers."""
+    """Dask: one task per chunk; dask itself reruns the tasks of a worker that died or left
+    (a batch job removed mid-run) and gives up (``KilledWorker``) on a task that killed
+    ``allowed-failures`` workers.
+
+    The processor is a *computed* task (``submit`` of the payload), not scattered data: when
+    the last worker holding it leaves, the scheduler recomputes it on the next worker instead
+    of forgetting it (scattered data is lost with its last holder, and every chunk task would
+    be cancelled). While it waits, the backend calls ``monitor`` (the factory's check: replace
+    lost batch jobs, stop after ``worker-timeout`` without workers) every
+    ``DASK_MONITOR_PERIOD`` s; without one, it stops the run itself after
+    ``DASK_NO_WORKERS_TIMEOUT`` s without any worker, instead of waiting forever.
+    """
 
     isolates_deaths = False  # dask already reran the task on other workers
 
-    def __init__(self, payload: ProcessorPayload, client):
+    def __init__(self, payload: ProcessorPayload, client, monitor: Callable[[], None] | None = None,
+                 no_workers_timeout: float | None = DASK_NO_WORKERS_TIMEOUT):
         self.client = client
-        self.payload = client.scatter(payload, broadcast=True)
+        self.payload = client.submit(_identity, payload, key=f"pocket-coffea-processor-{payload.digest[:16]}-{os.getpid()}",
+                                     pure=False)
         workers = len(client.scheduler_info().get("workers", {})) or 1
         self.capacity = max(4, 4 * workers)
         self.description = f"dask ({client.scheduler.address})"
+        self.monitor = monitor
+        self.no_workers_timeout = no_workers_timeout
         self._submitted = 0
+        self._last_check = time.monotonic()
+        self._no_workers_since: float | None = None
 
     def submit(self, item, settings):
         self._submitted += 1
@@ -229,11 +255,35 @@ class DaskBackend:
     def wait(self, futures):
         from distributed import wait
 
+        now = time.monotonic()
+        if now - self._last_check >= DASK_MONITOR_PERIOD:
+            self._last_check = now
+            self._check_workers(now)
         try:
             done, _ = wait(list(futures), timeout=1.0, return_when="FIRST_COMPLETED")
         except TimeoutError:  # nothing finished within the second (distributed raises, not returns)
             return set()
         return set(done)
+
+    def _check_workers(self, now: float) -> None:
+        if self.monitor is not None:
+            self.monitor()  # raises to stop the run
+            return
+        if self.no_workers_timeout is None:
+            return
+        if len(self.client.scheduler_info().get("workers", {})):
+            self._no_workers_since = None
+            return
+        if self._no_workers_since is None:
+            self._no_workers_since = now
+            log.warning("the dask scheduler %s has no worker left; waiting up to %.0f s for one",
+                        self.client.scheduler.address, self.no_workers_timeout)
+        elif now - self._no_workers_since > self.no_workers_timeout:
+            raise ExecutorError(
+                f"every worker of the dask scheduler {self.client.scheduler.address} left during the run and none came "
+                f"back within {self.no_workers_timeout:g} s; the finished chunks are checkpointed: start workers (or "
+                "check why they end) and rerun the same command to process the rest"
+            )
 
     def result(self, future):
         from distributed.scheduler import KilledWorker
@@ -314,7 +364,8 @@ def backend_for(executor, processor_instance):
     if isinstance(executor, coffea_processor.DaskExecutor):
         if executor.client is None:
             raise ExecutorError("the dask executor has no client; its factory must set one in setup()")
-        return DaskBackend(payload, executor.client)
+        # a pc-run factory's executor carries its worker check (lost batch jobs, worker-timeout)
+        return DaskBackend(payload, executor.client, monitor=getattr(executor, "worker_monitor", None))
     if isinstance(executor, coffea_processor.ParslExecutor):
         return ParslBackend(payload)
     raise ExecutorError(

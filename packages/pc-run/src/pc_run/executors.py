@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -364,6 +365,15 @@ class WorkersNeverCame(ExecutorError):
     """No worker connected within ``worker-timeout``."""
 
 
+class WorkersLost(ExecutorError):
+    """Every worker left during the run and none came back within ``worker-timeout``."""
+
+
+# a worker that connected once and has been gone this long: its batch job is lost (removed,
+# wall time, node gone) and is replaced; a nanny restarting its worker comes back sooner
+LOST_WORKER_GRACE = 5.0
+
+
 _ENDED = ("completed", "removed", "no longer in the queue")
 
 
@@ -376,7 +386,9 @@ def _no_workers_message(executor: str, system: str, timeout: float, job_ids: lis
     }.get(why, f"executor {executor!r}: no worker connected within {timeout:g} s (worker-timeout)")
     if logs is not None:
         head += f" (worker logs: {logs})"
-    if system == "htcondor" and job_ids:
+    if system == "gateway":
+        detail = f"dask-gateway cluster {', '.join(job_ids) or '(none created)'}: its workers did not start"
+    elif system == "htcondor" and job_ids:
         states = condor_job_report(job_ids)
         jobs = "; ".join(f"{job} {state}" for job, state in states.items())
         detail = f"{batch} worker jobs: {jobs}"
@@ -470,7 +482,16 @@ class DaskExecutorFactory(ExecutorFactoryABC):
     processes (on ``scheduler-host``, default 127.0.0.1). ``htcondor``/``slurm``: a
     dask-jobqueue cluster sized by ``cores-per-worker``, ``mem-per-worker``, ... and scaled to
     ``scaleout`` jobs (or adaptive up to it). ``external``: connect to ``scheduler-address``.
-    ``gateway``: a Dask Gateway cluster (needs ``dask-gateway``).
+    ``gateway``: a cluster of the dask-gateway server at ``gateway-address`` (scheduler
+    traffic through ``gateway-proxy-address``; authentication from dask-gateway's own
+    configuration, ``gateway.auth``), with ``cores-per-worker``, ``mem-per-worker`` and
+    ``worker-image`` passed as cluster options where the gateway offers them, scaled to
+    ``scaleout`` workers (adaptive: 1 to ``scaleout``) and shut down at ``close()``.
+
+    During the run the chunk scheduler calls ``check_workers()`` every few seconds: batch
+    jobs whose worker left (``condor_rm``, ``scancel``, wall time) are removed and replaced
+    (dask reruns their tasks), and a run without any worker for ``worker-timeout`` seconds
+    stops with the jobs' states instead of waiting forever.
 
     ``setup()`` returns once a worker is connected; after ``worker-timeout`` seconds without
     one (or as soon as every HTCondor worker job is held) it stops, naming the jobs and why
@@ -483,9 +504,15 @@ class DaskExecutorFactory(ExecutorFactoryABC):
     client: Any = None
     _report: Any = None
     _job_ids: set[str]
+    _gateway: Any = None
+    _gateway_name: str | None = None
 
     def setup(self) -> None:
         self._job_ids = set()
+        self._seen_workers: set[str] = set()      # job names whose worker connected once
+        self._gone_since: dict[str, float] = {}   # job name -> when its worker was first missed
+        self._replaced = 0
+        self._no_workers_since: float | None = None
         try:
             self._start()
         except BaseException:
@@ -523,11 +550,18 @@ class DaskExecutorFactory(ExecutorFactoryABC):
                 self.cluster.adapt(minimum=1, maximum=scaleout)
             elif system != "local":
                 self.cluster.scale(scaleout)
-            self.client = Client(self.cluster)
+            if system == "gateway":
+                # the gateway's TLS credentials come with the cluster object; the default client, as
+                # Client(cluster) is (coffea's preprocessing progress bar looks for it)
+                self.client = self.cluster.get_client(set_as_default=True)
+            else:
+                self.client = Client(self.cluster)
         timeout = options.get("worker-timeout")
         _wait_for_workers(
             lambda: len(self.client.scheduler_info().get("workers", {})),
-            float(timeout) if timeout else None, self._current_job_ids, system, executor,
+            float(timeout) if timeout else None,
+            (lambda: [self._gateway_name] if self._gateway_name else []) if system == "gateway" else self._current_job_ids,
+            system, executor,
             self.outputdir / "dask_logs" if self.outputdir is not None and system in ("htcondor", "slurm") else None,
         )
         log.info("Dask cluster %s ready; dashboard: %s", type(self.cluster or self.client).__name__,
@@ -586,16 +620,69 @@ class DaskExecutorFactory(ExecutorFactoryABC):
                 kwargs[argument] = options[option]
         return dask_jobqueue.SLURMCluster(**kwargs)
 
+    # run option -> the cluster-option names dask-gateway deployments use for it (dask-gateway's
+    # own backends: worker_cores/worker_memory; kubernetes images: image)
+    GATEWAY_OPTIONS = {
+        "cores-per-worker": ("worker_cores",),
+        "mem-per-worker": ("worker_memory",),
+        "worker-image": ("image", "worker_image"),
+    }
+
     def _gateway_cluster(self):
         try:
             from dask_gateway import Gateway
         except ImportError:
             raise ExecutorError(
-                "jobqueue-system 'gateway' needs the dask-gateway package, which is not installed"
+                "jobqueue-system 'gateway' needs the dask-gateway package, which is not installed "
+                "(pip install dask-gateway)"
             ) from None
         options = self.run_options
-        gateway = Gateway(address=options.get("gateway-address"), proxy_address=options.get("gateway-proxy-address"))
-        return gateway.new_cluster()
+        executor = _executor_name(options, "dask")
+        address = options.get("gateway-address")
+        try:
+            self._gateway = Gateway(address=address or None, proxy_address=options.get("gateway-proxy-address") or None)
+            cluster_options = self._gateway.cluster_options()
+        except Exception as exc:  # noqa: BLE001 - unreachable, refused, bad auth: say where and what to check
+            raise ExecutorError(
+                f"executor {executor!r}: cannot use the dask-gateway at {address or '(dask config gateway.address)'}: "
+                f"{type(exc).__name__}: {exc}. Check run options gateway-address/gateway-proxy-address and the "
+                "gateway's authentication (dask config gateway.auth.type/kwargs, e.g. DASK_GATEWAY__AUTH__TYPE)"
+            ) from exc
+        self._set_gateway_options(cluster_options)
+        # submit, then connect: if connecting fails, the cluster is known by name and shut down at close()
+        self._gateway_name = self._gateway.submit(cluster_options=cluster_options)
+        log.info("dask-gateway cluster %s submitted to %s", self._gateway_name, self._gateway.address)
+        return self._gateway.connect(self._gateway_name, shutdown_on_close=True)
+
+    def _set_gateway_options(self, cluster_options) -> dict[str, Any]:
+        """Set the run options the gateway offers as cluster options; say which ones it does not."""
+        options = self.run_options
+        offered = set(cluster_options)
+        passed: dict[str, Any] = {}
+        for key, names in self.GATEWAY_OPTIONS.items():
+            value = options.get(key)
+            if value in (None, ""):
+                continue
+            name = next((n for n in names if n in offered), None)
+            if name is None:
+                log.warning("run option %s = %r is not passed to the dask-gateway: it offers no cluster option %s "
+                            "(it offers: %s)", key, value, " or ".join(names), ", ".join(sorted(offered)) or "none")
+                continue
+            field = cluster_options._fields[name]
+            kind = type(field).__name__
+            if key == "mem-per-worker" and kind in ("Float", "Integer"):
+                value = _size_gb(value) * 1e9 / 2**30  # GiB, as dask-gateway's backends take worker_memory
+                value = int(round(value)) if kind == "Integer" else value
+            elif key == "cores-per-worker":
+                value = int(value) if kind == "Integer" else float(value) if kind == "Float" else value
+            try:
+                cluster_options[name] = value
+            except (TypeError, ValueError) as exc:
+                raise ExecutorError(f"run option {key} = {options.get(key)!r} is not accepted by the dask-gateway's "
+                                    f"cluster option {name}: {exc}") from None
+            passed[name] = value
+        log.info("dask-gateway cluster options: %s", dict(cluster_options))
+        return passed
 
     def _current_job_ids(self) -> list[str]:
         """The batch job ids dask-jobqueue submitted (each ``Job`` records its ``job_id``)."""
@@ -636,7 +723,108 @@ class DaskExecutorFactory(ExecutorFactoryABC):
         return args
 
     def get(self):
-        return processor.DaskExecutor(**self.customized_args())
+        return MonitoredDaskExecutor(worker_monitor=self.check_workers, **self.customized_args())
+
+    # ----------------------------------------------------------------------- lost workers
+
+    def check_workers(self) -> None:
+        """Called by the chunk scheduler every few seconds while chunks are out: batch jobs whose
+        worker left are removed and replaced (dask reruns their tasks on the other workers, or
+        on the replacement); without any worker for ``worker-timeout`` s the run stops
+        (``WorkersLost``), naming the jobs and their states, instead of waiting forever."""
+        options = self.run_options
+        system = options.get("jobqueue-system") or "local"
+        if self.client is None:
+            return
+        names = {str(w.get("name")) for w in self.client.scheduler_info().get("workers", {}).values()}
+        now = time.monotonic()
+        if system in ("htcondor", "slurm") and self.cluster is not None:
+            self._replace_lost_jobs(system, names, now)
+        if names:
+            if self._no_workers_since is not None:
+                log.info("a dask worker is connected again")
+            self._no_workers_since = None
+            return
+        timeout = options.get("worker-timeout")
+        if self._no_workers_since is None:
+            self._no_workers_since = now
+            log.warning("no dask worker is connected any more; the run waits for one%s",
+                        f" (at most {float(timeout):g} s, worker-timeout)" if timeout else "")
+            return
+        if timeout and now - self._no_workers_since > float(timeout):
+            raise WorkersLost(self._lost_message(system, float(timeout)))
+
+    def _replace_lost_jobs(self, system: str, names: set[str], now: float) -> None:
+        jobs = dict(getattr(self.cluster, "workers", {}) or {})
+        spec = getattr(self.cluster, "worker_spec", None)
+        if not jobs or spec is None:
+            return
+        self._current_job_ids()
+
+        def connected(job_name: str) -> bool:
+            return job_name in names or any(n.startswith(f"{job_name}-") for n in names)
+
+        lost: list[str] = []
+        for name in jobs:
+            if connected(name):
+                self._seen_workers.add(name)
+                self._gone_since.pop(name, None)
+            elif name in self._seen_workers and now - self._gone_since.setdefault(name, now) >= LOST_WORKER_GRACE:
+                lost.append(name)
+        if system == "htcondor":
+            # jobs whose worker never connected but that left the queue or are held
+            waiting = {str(job.job_id): name for name, job in jobs.items()
+                       if getattr(job, "job_id", None) and name not in self._seen_workers}
+            if waiting:
+                for job_id, state in condor_job_report(list(waiting)).items():
+                    if state.startswith(("held", *_ENDED)):
+                        lost.append(waiting[job_id])
+        if not lost:
+            return
+        scaleout = _scaleout(self.run_options)
+        if self._replaced >= max(4, 2 * scaleout):
+            if self._replaced != -1:
+                log.warning("worker jobs keep leaving (%d replaced); no more replacements: the run goes on with the "
+                            "workers it has, or stops after worker-timeout without any", self._replaced)
+                self._replaced = -1
+            return
+        ids = [f"{name} (job {getattr(jobs[name], 'job_id', '?')})" for name in lost]
+        log.warning("worker job(s) %s left the cluster; dask reruns their tasks, replacement job(s) are submitted",
+                    ", ".join(ids))
+        for name in lost:
+            spec.pop(name, None)  # the cluster removes the job (condor_rm/scancel if still queued) ...
+            self._gone_since.pop(name, None)
+        self._replaced += len(lost)
+        # new jobs get new names: SpecCluster would hand out the lowest free one again, the very
+        # name of the lost job, which it then takes for that job and replaces nothing
+        used = set(jobs) | set(spec) | self._seen_workers
+        new_name = getattr(self.cluster, "_new_worker_name", None)
+        if callable(new_name) and isinstance(getattr(self.cluster, "_i", None), int):
+            while new_name(self.cluster._i) in used:
+                self.cluster._i += 1
+        if self.run_options.get("adaptive"):
+            from distributed import SpecCluster
+
+            SpecCluster.scale(self.cluster, len(spec))  # ... and adaptive scaling brings new ones
+        else:
+            self.cluster.scale(scaleout)  # ... and submits new ones
+
+    def _lost_message(self, system: str, timeout: float) -> str:
+        executor = _executor_name(self.run_options, "dask")
+        batch = {"htcondor": "HTCondor", "slurm": "SLURM", "gateway": "dask-gateway"}.get(system, system)
+        message = (f"executor {executor!r}: every dask worker left during the run and none came back within "
+                   f"{timeout:g} s (worker-timeout)")
+        job_ids = self._current_job_ids() if system in ("htcondor", "slurm") else []
+        if system == "htcondor" and job_ids:
+            message += "; HTCondor worker jobs: " + "; ".join(f"{j} {s}" for j, s in condor_job_report(job_ids).items())
+        elif system == "slurm" and job_ids:
+            message += "; SLURM worker jobs: " + "; ".join(f"{j} {s}" for j, s in slurm_job_report(job_ids).items())
+        elif job_ids:
+            message += f"; {batch} worker jobs {', '.join(job_ids)}"
+        elif system == "gateway" and self._gateway_name:
+            message += f"; dask-gateway cluster {self._gateway_name}"
+        return (message + ". The finished chunks are checkpointed; check why the workers end (their logs, "
+                "walltime, memory), then rerun the same command to process the rest")
 
     def close(self) -> None:
         """Report, client, cluster, then make sure no worker job is left in the batch queue."""
@@ -655,6 +843,8 @@ class DaskExecutorFactory(ExecutorFactoryABC):
                 if self.cluster is not None:
                     cluster, self.cluster = self.cluster, None
                     cluster.close()
+                    if system == "gateway":
+                        _forget_gateway_loop(cluster.gateway)
             except Exception as exc:  # noqa: BLE001
                 log.warning("closing the dask cluster failed: %s: %s", type(exc).__name__, exc)
             finally:
@@ -668,6 +858,47 @@ class DaskExecutorFactory(ExecutorFactoryABC):
                     if left:
                         log.warning("worker jobs %s are still in the SLURM queue; remove them with scancel",
                                     ", ".join(left))
+                if system == "gateway":
+                    self._stop_gateway_cluster()
+
+    def _stop_gateway_cluster(self) -> None:
+        """Make sure the gateway cluster is gone (closing the cluster object shuts it down only
+        while its event loop runs), then close the gateway client."""
+        gateway, self._gateway = self._gateway, None
+        name, self._gateway_name = self._gateway_name, None
+        if gateway is None:
+            return
+        try:
+            if name and any(c.name == name for c in gateway.list_clusters()):
+                gateway.stop_cluster(name)
+        except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
+            log.warning("could not check that the dask-gateway cluster %s was shut down (%s: %s); stop it with "
+                        "Gateway(%r).stop_cluster(%r)", name, type(exc).__name__, exc, gateway.address, name)
+        finally:
+            try:
+                gateway.close()
+            except Exception:  # noqa: BLE001
+                pass
+            _forget_gateway_loop(gateway)
+
+
+def _forget_gateway_loop(gateway) -> None:
+    """A closed ``dask_gateway.Gateway`` closes itself again when garbage-collected, which fails
+    with distributed >= 2025 ("Accessing the loop property while the loop is not running") and
+    prints an ignored exception; it has nothing left to close, so drop its stopped loop runner."""
+    if hasattr(gateway, "_loop_runner"):
+        try:
+            del gateway._loop_runner
+        except AttributeError:
+            pass
+
+
+@dataclass
+class MonitoredDaskExecutor(processor.DaskExecutor):
+    """coffea's ``DaskExecutor`` carrying the factory's worker check, which pc-run's chunk
+    scheduler calls while it waits for chunks (lost batch jobs, ``worker-timeout``)."""
+
+    worker_monitor: Callable[[], None] | None = None
 
 
 # --------------------------------------------------------------------------- parsl
