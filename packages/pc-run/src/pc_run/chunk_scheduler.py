@@ -99,6 +99,12 @@ def run_chunk_task(item, processor, settings: ChunkSettings) -> tuple[str, Any]:
 # --------------------------------------------------------------------------- backends
 
 
+def _first_completed(futures) -> set:
+    """The futures done now, waiting at most a second (the loop wakes up for signals)."""
+    done, _ = concurrent.futures.wait(futures, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
+    return done
+
+
 class WorkerDied(Exception):
     """The process (or dask worker) running a chunk died."""
 
@@ -171,8 +177,7 @@ class ProcessPoolBackend:
         return future
 
     def wait(self, futures):
-        done, _ = concurrent.futures.wait(futures, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
-        return done
+        return _first_completed(futures)
 
     def result(self, future):
         try:
@@ -336,8 +341,7 @@ class ParslBackend:
         return self.app(item, self.payload, settings)
 
     def wait(self, futures):
-        done, _ = concurrent.futures.wait(futures, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
-        return done
+        return _first_completed(futures)
 
     def result(self, future):
         from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
