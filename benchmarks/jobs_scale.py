@@ -16,8 +16,9 @@ jobs < 3 s for the first poll and < 1 s for the later ones; the view readable at
    event. The schedd is a fake answering the running/idle jobs (no pool needed).
 3. **polls**: what ``check-jobs -j <folder>`` does per refresh (poll + tables rendered to an
    80-column console), for ``--by none`` and the default ``--by sample``: the first poll of
-   a new check-jobs process (``first``; a second process after it, reading the cache in
-   the jobs folder: ``restart``) and the later polls (``later``, median of 5).
+   a new check-jobs process (``first``; the same again: ``restart``) and the later polls
+   (``later``, median of 5), between which 10 running jobs end each time (terminated
+   event appended to their log, stdout written, flag done), so the folder keeps changing.
 
     .venv/bin/python benchmarks/jobs_scale.py [--jobs 10000] [--keep DIR] [--profile first|later|prepare]
 """
@@ -125,6 +126,18 @@ def fill_states(folder: Path, n_jobs: int) -> dict[int, str]:
     return states
 
 
+def finish(folder: Path, indices: list[int]) -> None:
+    """What 10 jobs ending between two polls leave behind: the terminated event, stdout, the done flag."""
+    from pc_jobs.jobs_dir import JobsDir
+
+    for index in indices:
+        tail = "...\n".join(event_log("exit_0.log", index).split("...\n")[2:])
+        with (folder / "logs" / f"job_{index}.log").open("a") as handle:
+            handle.write(tail)
+        (folder / "logs" / f"job_{index}.out").write_text(f"[pocket-coffea job {index}] done\n")
+        JobsDir(folder).set_flag(index, "done")
+
+
 def fake_schedd(states: dict[int, str]):
     ads = [{"ClusterId": CLUSTER, "ProcId": i, "JobStatus": 2 if s == "running" else 1, "NumJobStarts": int(s == "running"),
             "EnteredCurrentStatus": int(time.time()), "UserLog": ""} for i, s in states.items() if s in ("running", "idle")]
@@ -161,9 +174,11 @@ def one_watch(folder: Path, query, group_by: str, polls: int, profile: str | Non
         profiler.disable()
     first_view = out.getvalue()
     later = []
-    for _ in range(polls):
+    running = [i for i, s in sorted(monitor.reader.read().items()) if s.state == "running"]
+    for n in range(polls):
         out.seek(0)
         out.truncate()
+        finish(folder, running[n * 10:(n + 1) * 10])  # jobs keep ending between polls
         if profile == "later":
             profiler.enable()
         start = time.perf_counter()

@@ -203,7 +203,7 @@ def test_event_logs_are_read_incrementally(tmp_path):
     schedd = FakeSchedd([{"ClusterId": 7, "ProcId": 0, "JobStatus": 2}])
     reader = JobStateReader(folder, query=schedd)
     assert reader.read()[0].state == "running"
-    cursor = reader._cursors[path]
+    cursor = reader._cursors[str(path)]
     offset_before = cursor.reader
     assert reader.read()[0].state == "running" and cursor.reader is offset_before  # unchanged log: not opened
     rest = "".join(events_of("kill_9.log")[2:])  # image size, terminated by signal 9

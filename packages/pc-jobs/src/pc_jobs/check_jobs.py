@@ -50,7 +50,7 @@ from pc_core.errors import PocketCoffeaError
 from .job_config import JobConfigError, job_fileset, load_job_config, rewrite_job_files
 from .job_flags import JobsSnapshot, job_name, resolve_jobs_folder, scan_jobs, set_flag
 from .jobs_dir import JobsDir
-from .job_logs import LogDiagnosis, ReadFailure, diagnose_logs, job_stdout_logs, read_failure_in_file, stdout_logs_by_job
+from .job_logs import LogDiagnosis, ReadFailure, diagnose_logs, parse_log_name, read_failure_in_file, stdout_logs_by_job
 from .job_state import ACTIVE, ENDED_BADLY, HOLD_CODES, JobState, JobStateReader, SchedQuery
 from .job_state import STATES as JOB_STATES
 from .job_state import schedd_query as default_schedd_query
@@ -300,7 +300,7 @@ class JobsMonitor:
         self.reader = JobStateReader(self.folder, query=schedd_query, cluster_jobs=self.state.clusters)
         self._diagnoses: dict[tuple[tuple[str, int, int], ...], LogDiagnosis | None] = {}
         self._failures: dict[tuple[str, int, int], ReadFailure | None] = {}
-        self._stdout_logs: dict[int, list[Path]] | None = None
+        self._stdout_logs: dict[int, list[str]] | None = None
 
     # -- helpers
     @property
@@ -430,11 +430,25 @@ class JobsMonitor:
     def _job_logs(self, index: int) -> list[Path]:
         """The job's unprocessed stdout/stderr logs, oldest first, from one listing of ``logs/`` per poll."""
         if self._stdout_logs is None:
-            self._stdout_logs = stdout_logs_by_job(self.logs_dir, self.state.clusters)
-        paths = []
-        for path in self._stdout_logs.get(index, []):
+            self._stdout_logs = {}
             try:
-                paths.append((path.stat().st_mtime, path.name, path))
+                names = os.listdir(self.logs_dir)
+            except OSError:
+                names = []
+            for name in names:  # names only: a Path is built for the logs of the jobs asked about
+                if not name.endswith((".out", ".err")):
+                    continue
+                parsed = parse_log_name(name)
+                if parsed is None or parsed[2] == "log":
+                    continue
+                cluster, log_index, _ = parsed
+                owner = self.state.clusters.get(cluster, log_index) if cluster is not None else log_index
+                self._stdout_logs.setdefault(owner, []).append(name)
+        paths = []
+        for name in self._stdout_logs.get(index, []):
+            path = self.logs_dir / name
+            try:
+                paths.append((path.stat().st_mtime, name, path))
             except OSError:
                 continue
         return [path for _, _, path in sorted(paths)]

@@ -503,28 +503,32 @@ class JobStateReader:
         self.cluster_jobs = cluster_jobs if cluster_jobs is not None else {}  # live: check-jobs adds to it
         self.schedd_error: str | None = None
         self.queries = 0
-        self._cursors: dict[Path, _LogCursor] = {}
+        self._cursors: dict[str, _LogCursor] = {}  # by the log's path
 
     # -- the event logs
-    def _job_logs(self) -> dict[int, list[Path]]:
-        logs: dict[int, list[Path]] = {}
+    def _job_logs(self) -> dict[int, list[str]]:
+        """Every job's event logs, from one listing of ``logs/`` (names only: no Path per file)."""
+        logs: dict[int, list[str]] = {}
         try:
-            entries = list(os.scandir(self.logs_dir))
+            names = os.listdir(self.logs_dir)
         except OSError:
             return logs
-        for entry in entries:
-            parsed = parse_log_name(entry.name)
+        base = str(self.logs_dir)
+        for name in names:
+            if not name.endswith(".log"):
+                continue
+            parsed = parse_log_name(name)
             if parsed is None or parsed[2] != "log":
                 continue
             cluster, index, _ = parsed
             if cluster is not None:
                 index = self.cluster_jobs.get(cluster, index)
-            logs.setdefault(index, []).append(Path(entry.path))
+            logs.setdefault(index, []).append(os.path.join(base, name))
         return logs
 
-    def _attempts(self, path: Path) -> dict[tuple[int, int], Attempt]:
+    def _attempts(self, path: str) -> dict[tuple[int, int], Attempt]:
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except OSError:
             self._cursors.pop(path, None)
             return {}
@@ -533,7 +537,7 @@ class JobStateReader:
         if cursor is None or cursor.identity != identity or stat.st_size < cursor.size:
             cursor = self._cursors[path] = _LogCursor(identity)
         if stat.st_size != cursor.size or stat.st_mtime_ns != cursor.mtime_ns:
-            cursor.read(path)
+            cursor.read(Path(path))
             cursor.size, cursor.mtime_ns = stat.st_size, stat.st_mtime_ns
         return cursor.attempts
 

@@ -1,4 +1,8 @@
-"""The jobs folder of the manual-job executors: its file names, flags and ``jobs_config.yaml``.
+"""The jobs folder of the manual-job executors: the one model of its names, flags, logs and ``jobs_config.yaml``.
+
+``job_flags`` (scan_jobs, set_flag), ``merge.load_jobs_config``, ``check_jobs``, ``recreate``
+and ``job_state`` read the folder through this module; job states from HTCondor itself are
+``job_state.JobStateReader``'s (which reads the flags through ``JobsDir.scan``).
 
 Layout (docs/condor-jobs.md)::
 
@@ -6,6 +10,7 @@ Layout (docs/condor-jobs.md)::
         configurator.pkl        the ONE cloudpickle of the Configurator, shared by every job
         config_job_{i}.pkl      job i's inputs as plain data (format pocket-coffea-job/1, pc_jobs.job_config)
         jobs_config.yaml        every job's fileset slice, config and output (docs/merging.md)
+        .jobs_config.cache.json jobs_config.yaml parsed, as JSON (ignored once the YAML changes)
         job_{i}.sub             submit file of job i alone (for resubmission)
         jobs_all.sub            every job in one submission (queue chunksize from (...))
         job.sh                  the wrapper each job runs
