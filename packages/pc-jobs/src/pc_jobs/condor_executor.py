@@ -10,14 +10,13 @@ resubmits jobs of an existing folder instead (``recreate``).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 from pc_core.errors import ExecutorError
-from pc_core.executors import ExecutorFactoryABC
+from pc_core.executors import ExecutorFactoryABC, find_grid_proxy
 from pc_core.splitting import Job, resolve_job_chunksize, split_fileset
 from rich.console import Console
 from rich.table import Table
@@ -53,24 +52,6 @@ def output_target(run_options: Mapping[str, Any], outputdir: Path) -> str:
     if prefix and text.startswith("/eos/"):
         return prefix.rstrip("/") + "/" + text
     return text
-
-
-def find_proxy(run_options: Mapping[str, Any]) -> Path | None:
-    """The grid proxy to ship: ``voms-proxy``, else ``$X509_USER_PROXY``, else /tmp/x509up_u<uid>; None if absent."""
-    if run_options.get("ignore-grid-certificate"):
-        return None
-    configured = run_options.get("voms-proxy")
-    if configured:
-        path = Path(configured).expanduser()
-        if not path.is_file():
-            raise ExecutorError(f"run option voms-proxy = {configured!r}: no such file; create the proxy or fix the path")
-        return path.absolute()
-    candidate = os.environ.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}"
-    path = Path(candidate)
-    if path.is_file():
-        return path
-    log.info("no grid proxy found (voms-proxy, $X509_USER_PROXY, %s): jobs run without one", candidate)
-    return None
 
 
 def site_directives(run_options: Mapping[str, Any]) -> dict[str, str]:
@@ -184,7 +165,7 @@ class CondorExecutorFactory(ExecutorFactoryABC):
             )
         jobs = split_fileset(cfg.fileset, run_options.get("scaleout"), run_options.get("max-events-per-job"))
         chunksizes = [resolve_job_chunksize(job, run_options["chunksize"]) for job in jobs]
-        proxy = find_proxy(run_options)
+        proxy = find_grid_proxy(run_options)  # the same lookup as for dask/parsl workers
         spec = submit_spec(run_options, jobs_dir, self.outputdir, proxy)
 
         jobs_dir.logs.mkdir(parents=True, exist_ok=True)
