@@ -475,6 +475,16 @@ def _forked_process_pool(max_workers: int) -> concurrent.futures.ProcessPoolExec
 # --------------------------------------------------------------------------- dask
 
 
+def _remove_batch_jobs(system: str, job_ids, what: str) -> None:
+    """Remove the batch jobs a run submitted (HTCondor or SLURM); say which ones survive."""
+    if not job_ids or system not in ("htcondor", "slurm"):
+        return
+    left = remove_condor_jobs(job_ids) if system == "htcondor" else remove_slurm_jobs(job_ids)
+    if left:
+        queue, tool = ("HTCondor", "condor_rm") if system == "htcondor" else ("SLURM", "scancel")
+        log.warning("%s %s are still in the %s queue; remove them with %s", what, ", ".join(left), queue, tool)
+
+
 class DaskExecutorFactory(ExecutorFactoryABC):
     """A Dask cluster chosen by the run option ``jobqueue-system``.
 
@@ -848,16 +858,7 @@ class DaskExecutorFactory(ExecutorFactoryABC):
             except Exception as exc:  # noqa: BLE001
                 log.warning("closing the dask cluster failed: %s: %s", type(exc).__name__, exc)
             finally:
-                if system == "htcondor" and job_ids:
-                    left = remove_condor_jobs(job_ids)
-                    if left:
-                        log.warning("worker jobs %s are still in the HTCondor queue; remove them with condor_rm",
-                                    ", ".join(left))
-                if system == "slurm" and job_ids:
-                    left = remove_slurm_jobs(job_ids)
-                    if left:
-                        log.warning("worker jobs %s are still in the SLURM queue; remove them with scancel",
-                                    ", ".join(left))
+                _remove_batch_jobs(system, job_ids, "worker jobs")
                 if system == "gateway":
                     self._stop_gateway_cluster()
 
@@ -1059,13 +1060,4 @@ class ParslExecutorFactory(ExecutorFactoryABC):
                 finally:
                     parsl.clear()
         finally:
-            if system == "htcondor" and job_ids:
-                left = remove_condor_jobs(job_ids)
-                if left:
-                    log.warning("parsl blocks %s are still in the HTCondor queue; remove them with condor_rm",
-                                ", ".join(left))
-            if system == "slurm" and job_ids:
-                left = remove_slurm_jobs(job_ids)
-                if left:
-                    log.warning("parsl blocks %s are still in the SLURM queue; remove them with scancel",
-                                ", ".join(left))
+            _remove_batch_jobs(system, job_ids, "parsl blocks")
