@@ -167,7 +167,8 @@ def run_demo(fileset: Path, outdir: Path, executor: list[str], code: Path | None
     if code is not None:
         sources = [str(p) for p in sorted((code / "packages").glob("*/src"))] + [str(code / "src")]
         env["PYTHONPATH"] = os.pathsep.join([*sources, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    command = [sys.executable, "-m", "pocket_coffea.cli", "run", "--cfg", str(CONFIG), "-o", str(outdir), *executor]
+    config = CONFIG if code is None else code / CONFIG.relative_to(REPO)  # the analysis as that code had it
+    command = [sys.executable, "-m", "pocket_coffea.cli", "run", "--cfg", str(config), "-o", str(outdir), *executor]
     # a fresh parent per run, so that the peak RSS of its waited-for descendants is this run's alone
     probe = (
         "import resource, subprocess, sys;"
