@@ -44,7 +44,7 @@ from pc_core.read_errors import (
     read_error_hint,
 )
 from pc_run.failures import ANALYSIS, READ, ChunkFailure, classify_chunk_failure
-from pc_run.file_check import READ_FAILURES, check_file, is_read_failure
+from pc_run.file_check import check_file
 
 THIS_FILE = "tests/reliability/test_read_failure_classes.py"
 DY_BYTES = 352599  # nano_dy.root, as its ROOT header says
@@ -161,7 +161,7 @@ def test_corrupt_baskets_of_every_compression_are_corrupt(tmp_path, nanoaod_dir,
         path = str(corrupt_basket_copy(source, tmp_path / f"{part}.root", part=part))
         failure = classify_chunk_failure(_raised(process_muons, _events(path)), path, "process")
         assert (failure.category, failure.kind, failure.branch) == (READ, CORRUPT_FILE, "Muon_pt"), (part, failure)
-        assert is_read_failure(_raised(build_with_preload, path))
+        assert classify_chunk_failure(_raised(build_with_preload, path), path, "build").category == READ
         assert check_file("D", path, branches=["Muon_pt"]).kind == CORRUPT_FILE
 
 
@@ -170,8 +170,9 @@ def test_read_failures_are_what_skip_bad_files_skips(tmp_path, nanoaod_dir):
         path = corrupt_basket_copy(nanoaod_dir / "nano_dy.root", tmp_path / f"{part}.root", part=part)
         exc = _raised(build_with_preload, path)
         assert not isinstance(exc, OSError)  # zlib.error, DeserializationError
-        assert isinstance(exc, READ_FAILURES) and classify_read_error(exc) == CORRUPT_FILE
-    assert not isinstance(KeyError("Muon_pt2"), READ_FAILURES)
+        failure = classify_chunk_failure(exc, str(path), "build")
+        assert (failure.category, failure.kind) == (READ, CORRUPT_FILE) and classify_read_error(exc) == CORRUPT_FILE
+    assert classify_chunk_failure(KeyError("Muon_pt2"), "x.root", "process").category == ANALYSIS
 
 
 # --- files that are not there, hosts that do not resolve, servers that die, refused reads ---------------
@@ -291,7 +292,7 @@ def test_an_unreadable_file_is_permission(tmp_path, nanoaod_dir):
 ])
 def test_read_error_kinds(exc, kind):
     assert classify_read_error(exc) == kind
-    assert is_read_failure(exc) == (kind != OTHER)
+    assert (classify_chunk_failure(exc, "/x.root", "open").category == READ)  # opening is always a read
     assert kind == OTHER or read_error_hint(kind)
 
 

@@ -130,10 +130,6 @@ def build_groups(
     return groups
 
 
-def read_failed_jobs_if_any(outputdir: Path) -> list[str] | None:
-    return read_failed_jobs(outputdir) if (outputdir / FAILED_JOBS_FILE).exists() else None
-
-
 def read_failed_jobs(outputdir: Path) -> list[str]:
     path = outputdir / FAILED_JOBS_FILE
     if not path.exists():
@@ -381,8 +377,9 @@ def _run_groups(request, cfg, cfg_path, groups, run_options, folder: OutputFolde
     print_summary(report, console)
     console.print(f"Outputs in [bold]{outputdir}[/bold]; report: {report_path.name}; log: {LOG_FILE}")
     failed = [o.name for o in outcomes if o.status == "failed"]
-    write_failed_jobs(outputdir, failed + [n for n in (read_failed_jobs_if_any(outputdir) or [])
-                                           if n not in groups and n not in failed])
+    # earlier failures of groups this run did not touch stay listed
+    earlier = read_failed_jobs(outputdir) if (outputdir / FAILED_JOBS_FILE).exists() else []
+    write_failed_jobs(outputdir, failed + [n for n in earlier if n not in groups and n not in failed])
     if isinstance(stop, RunInterrupted):
         raise RunInterrupted(
             f"run {stop}: the finished chunks are checkpointed in {folder.state_dir / 'checkpoints'}; "

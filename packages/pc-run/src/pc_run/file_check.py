@@ -35,36 +35,6 @@ DEFAULT_TREENAME = "Events"
 _BOUND_METHOD = re.compile(r"<bound method (\S+) of <[^<>]*>>")
 
 
-def is_read_failure(exc: BaseException) -> bool:
-    """True when ``exc`` says an input file could not be read (rather than a bug in the analysis).
-
-    coffea wraps a chunk's failed ``uproot.open`` in a bare ``Exception("Failed to open file:
-    ...")`` whose cause can be anything (fsspec-xrootd raises ``ValueError("I/O operation on
-    closed file")`` for a handle whose server died); other read failures are recognised by
-    ``pc_core.read_errors``.
-    """
-    if type(exc) is Exception and str(exc).startswith("Failed to open file:"):
-        return True
-    return classify_read_error(exc) != OTHER
-
-
-class _ReadFailureMeta(type):
-    def __instancecheck__(cls, instance: object) -> bool:
-        return isinstance(instance, BaseException) and is_read_failure(instance)
-
-
-class InputReadFailure(Exception, metaclass=_ReadFailureMeta):
-    """``isinstance(exc, InputReadFailure)`` is ``is_read_failure(exc)``.
-
-    coffea's ``skipbadfiles`` takes exception *types*; this one lets it skip every read
-    failure (dead server, missing or corrupt file) without also skipping analysis bugs.
-    """
-
-
-READ_FAILURES: tuple[type[BaseException], ...] = (OSError, InputReadFailure)
-"""What ``skip-bad-files`` skips while processing chunks (coffea's ``skipbadfiles``)."""
-
-
 @dataclass(frozen=True)
 class FileCheck:
     """What opening one input file told us."""

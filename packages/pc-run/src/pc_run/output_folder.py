@@ -36,7 +36,7 @@ import cloudpickle
 import lz4.frame
 
 from pc_core.atomic import atomic_path, atomic_write_text
-from pc_core.errors import OutputError, PocketCoffeaError
+from pc_core.errors import OutputError
 
 log = logging.getLogger(__name__)
 
@@ -289,4 +289,4 @@ class Checkpoints:
         self.rescue_path.unlink(missing_ok=True)
 
 
-__all__ = ["Checkpoints", "GroupPlan", "OutputFolder", "OutputFolderError", "digest", "PocketCoffeaError"]
+__all__ = ["Checkpoints", "GroupPlan", "OutputFolder", "OutputFolderError", "digest"]

@@ -53,7 +53,6 @@ class RunResult:
     """The output of one run plus what the report needs."""
 
     output: dict[str, Any]
-    chunks_expected: dict[str, int] = field(default_factory=dict)
     processing_seconds: float = 0.0
     skipped_files: list[dict[str, str]] = field(default_factory=list)
     ledger: dict[str, Any] = field(default_factory=new_ledger)
@@ -255,9 +254,6 @@ def run_fileset(
             record(accounting.ledger, identity=file_identity(file, check.uuid), dataset=dataset, url=file,
                    entries=check.entries, start=0, stop=check.entries, status=SKIPPED, kind=kind, reason=reason)
 
-    expected: dict[str, int] = {}
-    for chunk in chunks:
-        expected[chunk.dataset] = expected.get(chunk.dataset, 0) + 1
     todo = [c for c in chunks if not _already_processed(accounting.ledger, c)]
     if processor_instance is None:
         processor_instance = cfg.workflow(cfg)
@@ -307,5 +303,5 @@ def run_fileset(
     output = finalise_output(accounting.accumulator or {}, cfg)
     output["processing_metadata"]["skipped_files"] = accounting.skipped
     output["processing_metadata"][LEDGER_KEY] = accounting.ledger
-    return RunResult(output=output, chunks_expected=expected, processing_seconds=seconds,
+    return RunResult(output=output, processing_seconds=seconds,
                      skipped_files=accounting.skipped, ledger=accounting.ledger)
