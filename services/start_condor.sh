@@ -128,6 +128,10 @@ NEGOTIATOR_CYCLE_DELAY = 1
 STARTER_UPDATE_INTERVAL = 2
 SHADOW_QUEUE_UPDATE_INTERVAL = 2
 UPDATE_INTERVAL = 2
+# a removed job's processes get 10 s after SIGTERM, not HTCondor's default 10 minutes: a
+# batch worker (a parsl block, a dask worker) that ignores SIGTERM would otherwise keep
+# its cores claimed and starve the next test's jobs
+MACHINE_MAX_VACATE_TIME = 10
 # a chroot cannot unshare a mount namespace -> do not mount scratch over /tmp
 MOUNT_UNDER_SCRATCH =
 EOF
@@ -139,7 +143,8 @@ fi
 mkdir -p "$ROOTFS/run/condor"; chroot "$ROOTFS" chown condor:condor /run/condor
 PIDFILE=$ROOTFS/run/condor/master.pid
 if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-  echo "[condor] already running (master pid $(cat "$PIDFILE"))"
+  echo "[condor] already running (master pid $(cat "$PIDFILE")); reconfiguring"
+  chroot "$ROOTFS" condor_reconfig >/dev/null
 else
   t0=$(now)
   chroot "$ROOTFS" /usr/sbin/condor_master -pidfile /run/condor/master.pid
