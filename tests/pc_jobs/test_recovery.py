@@ -372,15 +372,19 @@ def mode(path: Path) -> int:
 
 
 def test_files_jobs_read_are_0644_under_umask_077(tmp_path):
-    from pc_jobs.job_config import rewrite_job_files, save_job_config
+    from pc_jobs.job_config import save_job_config
+    from pc_jobs.recovery import move_job_inputs
 
     with umask(0o077):
         pickle = tmp_path / "config_job_0.pkl"
         save_job_config({"fileset": {"DY": {"files": ["root://a//store/x.root"]}}}, pickle)
         assert mode(pickle) == 0o644
         pickle.chmod(0o600)
-        assert rewrite_job_files(pickle, lambda u: u.replace("root://a/", "root://b/")) == {
-            "root://a//store/x.root": "root://b//store/x.root"}
+        moves = move_job_inputs(pickle, lambda u: u.startswith("root://a/"),
+                                lambda urls: {u: u.replace("root://a/", "root://b/") for u in urls})
+        assert moves.changes == {"root://a//store/x.root": "root://b//store/x.root"}
+        assert mode(pickle) == 0o600  # nothing written before save
+        moves.save(pickle)
         assert mode(pickle) == 0o644  # check-jobs' replica rewrite
         write_world_readable(tmp_path / "job_0.sub", "queue\n")
         assert mode(tmp_path / "job_0.sub") == 0o644

@@ -47,14 +47,14 @@ from pc_core.atomic import atomic_write_text
 from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
 from pc_core.errors import PocketCoffeaError
 
-from .job_config import JobConfigError, job_fileset, load_job_config, rewrite_job_files
+from .job_config import JobConfigError
 from .job_flags import JobsSnapshot, job_name, resolve_jobs_folder, scan_jobs, set_flag
 from .jobs_dir import JobsDir
 from .job_logs import LogDiagnosis, ReadFailure, diagnose_logs, parse_log_name, read_failure_in_file, stdout_logs_by_job
 from .job_state import ACTIVE, ENDED_BADLY, HOLD_CODES, JobState, JobStateReader, SchedQuery
 from .job_state import STATES as JOB_STATES
 from .job_state import schedd_query as default_schedd_query
-from .recovery import DEFAULT_MEMORY_CEILING_MB, DEFAULT_MEMORY_FACTOR, RecoveryError, RecoveryPass
+from .recovery import DEFAULT_MEMORY_CEILING_MB, DEFAULT_MEMORY_FACTOR, RecoveryError, RecoveryPass, move_job_inputs
 from .submission import submit_file
 from .submit_file import job_flavour, next_flavour, set_job_flavour
 from .replica_lookup import ReplicaLookup, RucioReplicaLookup, normalise_url, server_of
@@ -531,24 +531,27 @@ class JobsMonitor:
             messages.append(f"server {server} failed more than {self.blacklist_threshold} reads: blacklisted")
         if failure is None and not blacklist:
             return
-        files = [u for entry in job_fileset(load_job_config(config_path), config_path).values() for u in entry["files"]]
         failed_norm = normalise_url(failure.url) if failure else None
-        to_move = [u for u in files if normalise_url(u) == failed_norm or server_of(u) in blacklist]
-        if failure is not None and not any(normalise_url(u) == failed_norm for u in files):
-            messages.append(f"{name}: {failure.url} is not an input of {config_path.name}; inputs left as they are")
-        if not to_move:
-            return
-        try:
-            replacements = self.lookup(list(dict.fromkeys(to_move)), blacklist, self.failed_urls)
+        failed_urls = self.failed_urls
+
+        def find(urls: list[str]) -> Mapping[str, str]:
+            return self.lookup(list(urls), blacklist, failed_urls)
+
+        try:  # recovery.py: the one replica rewrite (shared with run --recreate-jobs)
+            moves = move_job_inputs(config_path, lambda u: normalise_url(u) == failed_norm or server_of(u) in blacklist,
+                                    find)
+        except JobConfigError:
+            raise
         except PocketCoffeaError as exc:
             messages.append(f"{name}: cannot look up other replicas ({exc}); resubmitting with the same files")
             return
-        changes = rewrite_job_files(config_path, lambda url: replacements.get(url, url))
-        for old, new in changes.items():
+        if failure is not None and not any(normalise_url(u) == failed_norm for u in [*moves.changes, *moves.kept]):
+            messages.append(f"{name}: {failure.url} is not an input of {config_path.name}; inputs left as they are")
+        moves.save(config_path)
+        for old, new in moves.changes.items():
             messages.append(f"{name}: {old} -> {new}")
-        unchanged = [u for u in dict.fromkeys(to_move) if u not in changes]
-        if unchanged:
-            messages.append(f"{name}: no other replica for {len(unchanged)} file(s), kept: {', '.join(unchanged)}")
+        if moves.kept:
+            messages.append(f"{name}: no other replica for {len(moves.kept)} file(s), kept: {', '.join(moves.kept)}")
 
 
 def _archive(path: Path, folder: Path) -> Path:

@@ -25,7 +25,7 @@ import copy
 import io
 import os
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -166,27 +166,6 @@ def save_job_config(config: Any, path: str | os.PathLike) -> None:
     os.chmod(path, FILE_MODE)
 
 
-def rewrite_job_files(path: str | os.PathLike, new_url: Callable[[str], str]) -> dict[str, str]:
-    """Replace every file URL ``u`` of the job's fileset by ``new_url(u)``; returns the changes.
-
-    The file is only rewritten when something changed; file order and metadata are kept.
-    """
-    config = load_job_config(path)
-    fileset = job_fileset(config, path)
-    changes: dict[str, str] = {}
-    for entry in fileset.values():
-        files = list(entry.get("files", []))
-        for i, url in enumerate(files):
-            replacement = new_url(url)
-            if replacement != url:
-                files[i] = replacement
-                changes[url] = replacement
-        entry["files"] = files
-    if changes:
-        save_job_config(with_fileset(config, fileset, path), path)
-    return changes
-
-
 __all__ = ["FILE_MODE", "JOB_FORMAT", "SHARED_CONFIGURATOR", "JobConfigError", "dump_job_data", "is_job_data",
-           "job_data", "job_fileset", "load_job_config", "read_job_data", "rewrite_job_files", "save_job_config",
+           "job_data", "job_fileset", "load_job_config", "read_job_data", "save_job_config",
            "with_fileset"]

@@ -18,12 +18,18 @@ Both ``pocket-coffea run --recreate-jobs`` (``recreate.py``) and ``check-jobs --
   ``memory_ceiling`` (MB); a job already at the ceiling is left held, with what to do;
 - **one history per jobs folder**: ``recovery_history.jsonl``, append-only JSON lines
   ``{time, job, action, cluster, reason, request_memory, queue, command, host, pid}``,
-  one line per resubmission (``resubmit``) and per removed copy (``remove``).
+  one line per resubmission (``resubmit``) and per removed copy (``remove``);
+- **one replica rewrite**: :func:`move_job_inputs` moves the chosen input files of a job's
+  data file (``config_job_{i}.pkl``, ``pc_jobs.job_config``) to the replicas a finder
+  returns; ``check-jobs --resubmit`` (the failed URL, blacklisted servers) and
+  ``run --recreate-jobs`` (every file of a job with read errors) only choose the files and
+  the finder. The file is rewritten atomically and 0644, never by unpickling the Configurator.
 
 Nothing here imports coffea, pc-run or dask.
 """
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import logging
@@ -33,7 +39,7 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +47,7 @@ from typing import Any
 
 from pc_core.errors import PocketCoffeaError
 
+from .job_config import dump_job_data, is_job_data, job_fileset, load_job_config, save_job_config, with_fileset
 from .submission import SubmissionError, submit_file
 from .submit_file import JOB_ATTR, JOBS_DIR_ATTR, get_command, job_flavour, quote_value, set_command, size_in_mb
 
@@ -401,6 +408,73 @@ def _default_submitter(path: Path) -> int:
     return submit_file(path, 1).cluster
 
 
+# --------------------------------------------------------------------------- job inputs (replicas)
+
+
+ReplicaFinder = Callable[[Sequence[str]], Mapping[str, str]]
+"""``urls -> {url: replacement}`` for the files to move (a missing key or the same URL: no other replica)."""
+
+
+@dataclass
+class InputMoves:
+    """A job's inputs after :func:`move_job_inputs`: nothing is written until ``save``/``payload``."""
+
+    config: Any  # the job's data (or, legacy folders, its Configurator) as read
+    fileset: dict[str, Any]  # the fileset after the moves (a copy)
+    changes: dict[str, str] = field(default_factory=dict)  # old URL -> new URL
+    moved: int = 0  # file entries rewritten (a URL listed twice counts twice)
+    kept: list[str] = field(default_factory=list)  # to move, but the finder had no other replica
+
+    def new_config(self, path: str | os.PathLike = "<config>") -> Any:
+        return with_fileset(self.config, self.fileset, path)
+
+    def payload(self, path: str | os.PathLike = "<config>") -> bytes:
+        """The bytes of the rewritten ``config_job_{i}.pkl`` (plain data with ``pickle``; legacy with cloudpickle)."""
+        new = self.new_config(path)
+        if is_job_data(new):
+            return dump_job_data(new)
+        import cloudpickle
+
+        return cloudpickle.dumps(new)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Rewrite ``path`` (atomically, 0644) when a file moved."""
+        if self.changes:
+            save_job_config(self.new_config(path), path)
+
+
+def move_job_inputs(config_path: str | os.PathLike, should_move: Callable[[str], bool], find: ReplicaFinder, *,
+                    config: Any = None, fileset: Mapping[str, Any] | None = None) -> InputMoves:
+    """The replica rewrite of recovery (``check-jobs --resubmit`` and ``run --recreate-jobs``).
+
+    Reads the job's data file ``config_path`` (never the Configurator of plain-data folders),
+    asks ``find`` once for the files ``should_move`` picks (each URL once, in file order) and
+    replaces them in every dataset of the job, keeping file order and metadata. ``config``: the
+    job's data already read from ``config_path``; ``fileset``: start from this fileset instead of
+    the file's (a caller that already moved some files).
+    Writes nothing: ``InputMoves.save``/``payload``.
+    """
+    config = load_job_config(config_path) if config is None else config
+    current = job_fileset(config, config_path) if fileset is None else copy.deepcopy(dict(fileset))
+    moves = InputMoves(config, current)
+    urls = list(dict.fromkeys(u for entry in current.values() for u in entry.get("files", [])))
+    to_move = [u for u in urls if should_move(u)]
+    if not to_move:
+        return moves
+    replacements = find(to_move)
+    for entry in current.values():
+        files = list(entry.get("files", []))
+        for i, url in enumerate(files):
+            new = replacements.get(url, url)
+            if new != url:
+                files[i] = new
+                moves.changes[url] = new
+                moves.moved += 1
+        entry["files"] = files
+    moves.kept = [u for u in to_move if u not in moves.changes]
+    return moves
+
+
 # --------------------------------------------------------------------------- the pass
 
 
@@ -556,6 +630,7 @@ __all__ = [
     "DEFAULT_MEMORY_CEILING_MB",
     "DEFAULT_MEMORY_FACTOR",
     "HISTORY_NAME",
+    "InputMoves",
     "LOCK_NAME",
     "Outcome",
     "QueuedCopy",
@@ -569,6 +644,7 @@ __all__ = [
     "is_memory_hold",
     "make_world_readable",
     "memory_removal_in_log",
+    "move_job_inputs",
     "query_copies",
     "read_history",
     "recovery_lock",

@@ -32,23 +32,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import cloudpickle
 from pc_core.errors import PocketCoffeaError
 from rich.console import Console
 from rich.table import Table
 
-from .job_config import JobConfigError, dump_job_data, is_job_data, job_fileset, load_job_config, with_fileset
+from .job_config import JobConfigError, job_fileset, load_job_config
 from .job_logs import find_read_failures
 from .job_script import patch_inner_options
 from .jobs_dir import JobsDir, JobsDirError, parse_job_selection, write_job_file
 from .recovery import (
+    InputMoves,
     RecoveryError,
     RecoveryPass,
     Submitter,
     last_recorded,
     make_world_readable,
+    move_job_inputs,
     request_memory_of,
     tag_job,
 )
@@ -144,9 +146,11 @@ def _default_gateway() -> Any:
     return RucioGateway()
 
 
-def _move_files(fileset: Mapping[str, Any], index: int, request: RecreateRequest, failed_urls: list[str],
-                xrootd_failed: bool, gateway_factory: Callable[[], Any]) -> tuple[dict[str, Any], int, str]:
-    """The job's fileset after the replica rules (a copy), how many URLs changed and why."""
+def _replica_rules(config_path: Path, cfg: Any, fileset: Mapping[str, Any], index: int, request: RecreateRequest,
+                   failed_urls: list[str], xrootd_failed: bool,
+                   gateway_factory: Callable[[], Any]) -> tuple[dict[str, Any], int, str]:
+    """The job's fileset after the recreate options (redirector, blocklisted sites) and, for a job with
+    read errors, ``recovery.move_job_inputs`` (a copy), how many URLs changed and why."""
     from pc_datasets.replicas import (
         find_other_replicas,
         rewrite_fileset_away_from_sites,
@@ -170,18 +174,17 @@ def _move_files(fileset: Mapping[str, Any], index: int, request: RecreateRequest
         fileset, rewrites = result.fileset, len(result.rewrites)
         reasons.append(f"blocklist {','.join(request.blocklist_sites)}")
     if xrootd_failed:
-        urls = [u for entry in fileset.values() for u in entry.get("files", [])]
-        try:
-            mapping = find_other_replicas(urls, gateway_factory(), blocklist_sites=request.blocklist_sites,
-                                          failed_urls=failed_urls)
+        try:  # recovery.py: the one replica rewrite (shared with check-jobs --resubmit), every file of the job
+            moves = move_job_inputs(config_path, lambda url: True, lambda urls: find_other_replicas(
+                urls, gateway_factory(), blocklist_sites=request.blocklist_sites, failed_urls=failed_urls),
+                config=cfg, fileset=fileset)
         except RucioUnavailableError as exc:
             log.warning("job %d: XRootD errors in its logs but Rucio is unavailable (%s); "
                         "routing its files through the global redirector", index, exc)
             result = rewrite_fileset_to_redirector(fileset)
             return result.fileset, rewrites + len(result.rewrites), "XRootD error; global redirector (no Rucio)"
-        fileset = {name: {**entry, "files": [mapping.get(u, u) for u in entry.get("files", [])]}
-                   for name, entry in fileset.items()}
-        rewrites += sum(1 for u in urls if mapping.get(u, u) != u)
+        fileset = moves.fileset
+        rewrites += moves.moved
         reasons.append("XRootD error: other replicas")
     return fileset, rewrites, "; ".join(reasons)
 
@@ -249,12 +252,9 @@ def _recreate_locked(jobs_dir: JobsDir, request: RecreateRequest, run_options: M
         except JobConfigError as exc:
             raise JobsDirError(f"cannot recreate job {index}: {exc}") from None
         xrootd_failed, failed_urls = xrootd_failures(jobs_dir, index)
-        fileset, change.rewrites, change.reason = _move_files(
-            job_fileset(cfg, config_path), index, request, failed_urls, xrootd_failed, gateway_factory)
-        pickled = None
-        if change.rewrites:
-            new_cfg = with_fileset(cfg, fileset, config_path)
-            pickled = dump_job_data(new_cfg) if is_job_data(new_cfg) else cloudpickle.dumps(new_cfg)
+        fileset, change.rewrites, change.reason = _replica_rules(
+            config_path, cfg, job_fileset(cfg, config_path), index, request, failed_urls, xrootd_failed, gateway_factory)
+        pickled = InputMoves(cfg, fileset).payload(config_path) if change.rewrites else None
         sub = ensure_input(jobs_dir.sub(index).read_text(), str(jobs_dir.inner_options))
         sub = tag_job(apply_run_options(sub, run_options, last_recorded(jobs_dir.path, index, "request_memory")),
                       jobs_dir.path, index)
