@@ -181,7 +181,9 @@ def test_wrong_type_names_file_key_value_and_expected_type(tmp_path):
         ("retries: true\n", "expected an integer >= 0"),  # bool is not an int
         ("chunksize: 0\n", "expected an integer > 0 or a mapping"),
         ("adaptive: 'yes please'\n", "expected a boolean"),
-        ("mem-per-worker: lots\n", "expected a size string such as '2GB'"),
+        ("mem-per-worker: lots\n", "'lots' (str, not a size); expected a size such as '2GB'"),
+        ("walltime: 6h\n", "'6h' (str, not a time); expected a time such as '6:00:00' (HH:MM:SS)"),
+        ("walltime: '1:75:00'\n", "minutes or seconds of 60 or more"),
         ("custom-setup-commands: source env.sh\n", "expected a list of strings or null"),
         ("jobqueue-system: pbs\n", "expected one of local, htcondor, slurm, gateway, external"),
         ("scheduler-port: 70000\n", "expected an integer 0-65535 or null"),

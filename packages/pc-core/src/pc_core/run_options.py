@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import ExecutorError, RunOptionsError
+from .units import SIZE_EXPECTED, WALLTIME_EXPECTED, size_problem, walltime_problem
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ GENERAL_SECTION = "general"
 CLI_SOURCE = "command line"
 JOBQUEUE_SYSTEMS = ("local", "htcondor", "slurm", "gateway", "external")
 
-_SIZE_RE = re.compile(r"^\s*\d+(\.\d+)?\s*([kKmMgGtTpP]i?)?[bB]\s*$")
 _EXECUTOR_PART_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -87,14 +87,8 @@ def _str_check(value: Any) -> str | None:
     return None if value.strip() else "an empty string"
 
 
-def _size_check(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return None if value > 0 else "not positive"
-    if isinstance(value, str):
-        return None if _SIZE_RE.match(value) else "not a size such as '2GB' or '500MB'"
-    return "neither a size string nor a number of GB"
+def _walltime_check(value: Any) -> str | None:
+    return walltime_problem(value) if isinstance(value, str) else "not a string"
 
 
 def _duration_check(value: Any) -> str | None:
@@ -177,7 +171,7 @@ _POS_INT = "an integer > 0"
 _OPT_POS_INT = "an integer > 0 or null"
 _OPT_STR = "a string or null"
 _PER_SAMPLE = "an integer > 0 or a mapping {default: int, <sample>: int, ...} of integers > 0"
-_SIZE = "a size string such as '2GB', a number of GB, or null"
+_SIZE = f"{SIZE_EXPECTED}, or null"
 
 SCHEMA: dict[str, KeySpec] = {
     # general
@@ -201,14 +195,14 @@ SCHEMA: dict[str, KeySpec] = {
     ),
     # sites: workers and batch system
     "cores-per-worker": KeySpec(_POS_INT, _int_check(1), "cores of each worker/job"),
-    "mem-per-worker": KeySpec(_SIZE, _optional(_size_check), "memory of each worker/job"),
-    "disk-per-worker": KeySpec(_SIZE, _optional(_size_check), "disk of each worker/job"),
+    "mem-per-worker": KeySpec(_SIZE, _optional(size_problem), "memory of each worker/job"),
+    "disk-per-worker": KeySpec(_SIZE, _optional(size_problem), "disk of each worker/job"),
     "worker-image": KeySpec(_OPT_STR, _optional(_str_check), "container image of the workers"),
     "death-timeout": KeySpec(
         "seconds (integer or string) or null", _optional(_duration_check), "worker timeout without scheduler"
     ),
     "queue": KeySpec(_OPT_STR, _optional(_str_check), "HTCondor JobFlavour or SLURM partition"),
-    "walltime": KeySpec(_OPT_STR, _optional(_str_check), "batch wall-time limit, e.g. '6:00:00'"),
+    "walltime": KeySpec(f"{WALLTIME_EXPECTED}, or null", _optional(_walltime_check), "batch wall-time limit"),
     "account": KeySpec(_OPT_STR, _optional(_str_check), "SLURM account/project"),
     "adaptive": KeySpec("a boolean", _bool_check, "adapt the number of workers between 1 and scaleout"),
     "performance-report": KeySpec("a boolean", _bool_check, "write a dask performance report"),

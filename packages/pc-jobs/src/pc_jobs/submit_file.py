@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pc_core.errors import RunOptionsError
+from pc_core.units import size_bytes
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ JOBS_DIR_ATTR = "PocketCoffeaJobsDir"
 JOB_ATTR = "PocketCoffeaJob"
 """Job ClassAd attributes naming the jobs folder (absolute path) and the job index of every job."""
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)(i?)[bB]\s*$")
-_UNIT_POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
 def is_known_flavour(queue: str) -> bool:
@@ -54,14 +53,10 @@ def next_flavour(queue: str | None, steps: int = 1) -> str | None:
 
 def size_in_mb(value: Any, key: str) -> int:
     """``"2GB"`` / ``"500MB"`` / a number of GB -> megabytes (HTCondor's request_memory unit)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return max(1, round(float(value) * 1000))
-    match = _SIZE_RE.match(str(value))
-    if not match:
-        raise RunOptionsError(f"run option {key!r} = {value!r} is not a size such as '2GB' or '500MB'")
-    number, unit, binary = float(match.group(1)), match.group(2).lower(), match.group(3)
-    base = 1024 if binary else 1000
-    return max(1, round(number * base ** _UNIT_POWER[unit] / base**2))
+    try:
+        return max(1, round(size_bytes(value) / 1e6))
+    except ValueError as exc:
+        raise RunOptionsError(f"run option {key!r}: {exc}") from None
 
 
 def quote_value(value: Any) -> str:
