@@ -26,16 +26,37 @@ def test_scheduler_options_combine_and_keep_dask_jobqueue_config():
     configured = {"interface": "ib0", "protocol": "tcp://", "dashboard_address": ":9999"}
     options = {"scheduler-host": "127.0.0.1", "scheduler-port": 8786, "dashboard-address": ":8787"}
     assert scheduler_options(options, configured) == {
-        "host": "127.0.0.1", "port": 8786, "dashboard_address": ":8787", "protocol": "tcp://",
+        "host": "127.0.0.1", "port": 8786, "dashboard_address": "127.0.0.1:8787", "protocol": "tcp://",
     }
     assert configured == {"interface": "ib0", "protocol": "tcp://", "dashboard_address": ":9999"}  # not modified
     # a port or a dashboard alone no longer drops the configured placement
-    assert scheduler_options({"scheduler-port": 8786}, configured) == {**configured, "port": 8786}
+    assert scheduler_options({"scheduler-port": 8786}, {"host": "10.0.0.1", "dashboard_address": ":9999"}) == {
+        "host": "10.0.0.1", "port": 8786, "dashboard_address": "10.0.0.1:9999"}
     assert scheduler_options({"dashboard-address": ":1"}, {"host": "10.0.0.1"}) == {
-        "host": "10.0.0.1", "dashboard_address": ":1"}
-    assert scheduler_options({"scheduler-interface": "eth0"}, {"host": "10.0.0.1"}) == {"interface": "eth0"}
-    assert scheduler_options({}, None) == {}
-    assert scheduler_options({"scheduler-port": 0}, None) == {"port": 0}
+        "host": "10.0.0.1", "dashboard_address": "10.0.0.1:1"}
+    assert scheduler_options({"scheduler-interface": "lo"}, {"host": "10.0.0.1"}) == {
+        "interface": "lo", "dashboard_address": "127.0.0.1:8787"}
+    assert scheduler_options({}, None) == {"dashboard_address": "127.0.0.1:8787"}
+    assert scheduler_options({"scheduler-port": 0}, None) == {"port": 0, "dashboard_address": "127.0.0.1:8787"}
+
+
+@pytest.mark.parametrize("options, configured, expected", [
+    ({}, None, "127.0.0.1:8787"),                                          # scheduler on all interfaces
+    ({"scheduler-host": "127.0.0.1"}, None, "127.0.0.1:8787"),
+    ({"scheduler-host": "10.1.2.3"}, {"dashboard_address": ":8787"}, "10.1.2.3:8787"),  # dask-jobqueue's default
+    ({"scheduler-host": "::1", "dashboard-address": 9000}, None, "[::1]:9000"),
+    ({"scheduler-interface": "lo", "dashboard-address": ":8788"}, None, "127.0.0.1:8788"),
+    ({"scheduler-host": "127.0.0.1", "dashboard-address": "0.0.0.0:8787"}, None, "0.0.0.0:8787"),  # the user's word
+    ({"dashboard-address": "myhost:1234"}, {"dashboard_address": ":9999"}, "myhost:1234"),
+    ({"scheduler-host": "10.1.2.3"}, {"dashboard_address": "0.0.0.0:9999"}, "0.0.0.0:9999"),  # configured host
+])
+def test_dashboard_binds_the_scheduler_host_unless_told(options, configured, expected):
+    assert scheduler_options(options, configured)["dashboard_address"] == expected
+
+
+def test_dashboard_on_an_unknown_interface_is_an_error():
+    with pytest.raises(ExecutorError, match="scheduler-interface = 'nosuch0': .* accepted: .*lo"):
+        scheduler_options({"scheduler-interface": "nosuch0"})
 
 
 def test_scheduler_host_and_interface_exclude_each_other():
@@ -60,12 +81,42 @@ def test_jobqueue_cluster_reads_dask_config_scheduler_options(monkeypatch, tmp_p
     factory.run_options, factory.outputdir = options, tmp_path
     with dask.config.set({"jobqueue.htcondor.scheduler-options": {"protocol": "tcp://", "interface": "eth9"}}):
         factory._jobqueue_cluster("htcondor")
-    assert captured["scheduler_options"] == {
-        "protocol": "tcp://", "host": "127.0.0.1", "port": 8786, "dashboard_address": ":8787"}
+    assert captured["scheduler_options"] == {  # the preset's ":8787" on the scheduler's host, not all interfaces
+        "protocol": "tcp://", "host": "127.0.0.1", "port": 8786, "dashboard_address": "127.0.0.1:8787"}
     assert captured["job_extra_directives"]["+JobFlavour"] == '"microcentury"'
     assert captured["job_extra_directives"]["MY.SendCredential"] == "true"
     assert captured["job_script_prologue"][-1] == "echo hi"
     assert captured["log_directory"] == str(tmp_path / "dask_logs")
+
+
+@pytest.mark.parametrize("preset, cls", [("dask@T3_CH_PSI", "SLURMCluster"), ("dask@RWTH", "HTCondorCluster")])
+def test_jobqueue_dashboard_not_on_all_interfaces(monkeypatch, tmp_path, caplog, preset, cls):
+    """dask-jobqueue's default dashboard address (":8787") binds every interface; the built
+    cluster gets one on the scheduler's host instead."""
+    import dask
+    import dask_jobqueue
+
+    captured = {}
+    monkeypatch.setattr(dask_jobqueue, cls, lambda **kwargs: captured.update(kwargs))
+    factory = executors.DaskExecutorFactory.__new__(executors.DaskExecutorFactory)
+    factory.run_options = load_run_options(preset, {"worker-image": "/cvmfs/img", "conda-env": False})
+    factory.outputdir = tmp_path
+    system = factory.run_options["jobqueue-system"]
+    with dask.config.set({f"jobqueue.{system}.scheduler-options": {}}), caplog.at_level(logging.WARNING):
+        factory._jobqueue_cluster(system)
+    assert captured["scheduler_options"]["dashboard_address"] == "127.0.0.1:8787"
+    if system == "htcondor":  # the image reaches the job ad as it does for manual condor jobs
+        assert captured["job_extra_directives"]["MY.SingularityImage"] == '"/cvmfs/img"'
+        assert "worker-image" not in caplog.text
+    else:
+        assert "run option worker-image = '/cvmfs/img' is not used with jobqueue-system slurm" in caplog.text
+
+
+def test_parsl_condor_block_carries_the_image():
+    from pc_run.executors import condor_directives
+
+    options = load_run_options("parsl@DESY", {"worker-image": "/cvmfs/img"})
+    assert condor_directives(options, None)["MY.SingularityImage"] == '"/cvmfs/img"'
 
 
 # ---------------------------------------------------------------- worker environment
@@ -234,6 +285,7 @@ def test_local_dask_cluster_on_the_requested_host_and_port(tmp_path):
                                         "performance-report": True, "worker-timeout": 30})
     with get_executor_factory("dask", options, outputdir=tmp_path) as factory:
         assert factory.client.scheduler.address == f"tcp://127.0.0.1:{port}"
+        assert factory.client.dashboard_link.startswith("http://127.0.0.1:")
         assert factory.client.submit(os.getpid).result() != os.getpid()
     assert "Dask Performance Report" in (tmp_path / "dask-performance-report.html").read_text()[:100_000]
     assert not list(tmp_path.glob(".*.part*"))

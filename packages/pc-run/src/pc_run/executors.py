@@ -148,6 +148,16 @@ def condor_directives(run_options: Mapping[str, Any], proxy: Path | None) -> dic
     return directives
 
 
+def warn_unused_image(run_options: Mapping[str, Any], system: str) -> None:
+    """``worker-image`` reaches HTCondor workers (``MY.SingularityImage``) and dask-gateway
+    clusters (``image``); elsewhere say that it is not used instead of ignoring it silently."""
+    image = run_options.get("worker-image")
+    if image and system not in ("htcondor", "gateway"):
+        log.warning("run option worker-image = %r is not used with jobqueue-system %s (used with: htcondor, as "
+                    "MY.SingularityImage; gateway, as the cluster option image): the workers run in the environment "
+                    "of the %s", image, system, "batch node" if system == "slurm" else "machine they run on")
+
+
 def slurm_directives(run_options: Mapping[str, Any]) -> list[str]:
     """``job-extra-directives`` as sbatch options: ``{constraint: gpu}`` -> ``--constraint=gpu``,
     ``{exclusive: true}`` -> ``--exclusive`` (false: left out); a key may carry its dashes."""
@@ -184,11 +194,22 @@ def _size_gb(value: Any) -> float:
 # --------------------------------------------------------------------------- scheduler placement
 
 
-def scheduler_options(run_options: Mapping[str, Any], configured: Mapping[str, Any] | None = None) -> dict[str, Any]:
+DASHBOARD_PORT = 8787  # dask's (and dask-jobqueue's) dashboard port
+
+
+def scheduler_options(run_options: Mapping[str, Any], configured: Mapping[str, Any] | None = None,
+                      dashboard_port: int = DASHBOARD_PORT) -> dict[str, Any]:
     """The scheduler's options: dask's own configuration (``jobqueue.<system>.scheduler-options``)
     with the run options on top, each only where set: ``scheduler-host`` (``host``) or
     ``scheduler-interface`` (``interface``; the two exclude each other, so one replaces the
-    other from the configuration), ``scheduler-port`` (``port``), ``dashboard-address``."""
+    other from the configuration), ``scheduler-port`` (``port``), ``dashboard-address``.
+
+    The dashboard always gets an explicit address (``dashboard_address``), so that it never
+    binds all interfaces by default (dask-jobqueue's own default, ``:8787``, does): a
+    dashboard address with a host (``0.0.0.0:8787``, ``myhost:8787``) is used as given; one
+    without (``:8787``, ``8787``), or none (``dashboard_port``), is bound to the scheduler's
+    host, the address of its interface, or 127.0.0.1 when the scheduler listens everywhere
+    (reach it through an ssh tunnel)."""
     options = dict(configured or {})
     host, interface = run_options.get("scheduler-host"), run_options.get("scheduler-interface")
     if host and interface:
@@ -204,9 +225,57 @@ def scheduler_options(run_options: Mapping[str, Any], configured: Mapping[str, A
         options["interface"] = interface
     if run_options.get("scheduler-port") is not None:
         options["port"] = int(run_options["scheduler-port"])
-    if run_options.get("dashboard-address"):
-        options["dashboard_address"] = run_options["dashboard-address"]
+    dashboard = run_options.get("dashboard-address")
+    if dashboard in (None, ""):
+        dashboard = options.get("dashboard_address")
+    options["dashboard_address"] = dashboard_address(dashboard, options, dashboard_port)
     return options
+
+
+def _split_address(address: Any) -> tuple[str, str]:
+    """``(host, port)`` of ``:8787``, ``8787``, ``host:8787``, ``[::1]:8787``, ``host``."""
+    text = str(address).strip()
+    if text.isdigit():
+        return "", text
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, rest.lstrip(":")
+    if text.count(":") > 1:  # a bare IPv6 address
+        return text, ""
+    host, sep, port = text.rpartition(":")
+    return (host, port) if sep else (text, "")
+
+
+def dashboard_address(address: Any, placement: Mapping[str, Any], default_port: int = DASHBOARD_PORT) -> str:
+    """Where the dashboard listens: ``address`` when it names a host, else the scheduler's
+    host (``placement['host']``, the address of ``placement['interface']``, or 127.0.0.1)
+    with ``address``'s port (or ``default_port``)."""
+    host, port = _split_address(address) if address not in (None, "") else ("", "")
+    if host:
+        return str(address)
+    if placement.get("host"):
+        host = str(placement["host"])
+    elif placement.get("interface"):
+        host = _interface_address(str(placement["interface"]))
+    else:
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port or default_port}"
+
+
+def _interface_address(interface: str) -> str:
+    import psutil
+
+    addresses = psutil.net_if_addrs()
+    for family in (2, 10):  # AF_INET, then AF_INET6
+        for entry in addresses.get(interface, []):
+            if entry.family == family:
+                return entry.address.split("%")[0]
+    raise ExecutorError(
+        f"run option scheduler-interface = {interface!r}: this machine has no network interface of that name with "
+        f"an IP address; accepted: {', '.join(sorted(addresses)) or 'none found'}"
+    )
 
 
 # --------------------------------------------------------------------------- batch jobs
@@ -583,11 +652,12 @@ class DaskExecutorFactory(ExecutorFactoryABC):
         from distributed import LocalCluster
 
         options = self.run_options
-        placement = scheduler_options(options)
+        placement = scheduler_options(options, dashboard_port=0)  # 0: a free port
         proxy = find_grid_proxy(options)
         if options.get("custom-setup-commands"):
             log.warning("custom-setup-commands are not run for jobqueue-system local: the workers are processes of "
                         "this machine, in this environment")
+        warn_unused_image(options, "local")
         return LocalCluster(
             n_workers=0 if options.get("adaptive") else scaleout,
             threads_per_worker=1,
@@ -595,7 +665,7 @@ class DaskExecutorFactory(ExecutorFactoryABC):
             host=placement.get("host", None if "interface" in placement else "127.0.0.1"),
             interface=placement.get("interface"),
             scheduler_port=placement.get("port", 0),
-            dashboard_address=placement.get("dashboard_address", "127.0.0.1:0"),
+            dashboard_address=placement["dashboard_address"],
             memory_limit=options.get("mem-per-worker") or "auto",
             silence_logs=logging.WARNING,
             env={"X509_USER_PROXY": str(proxy)} if proxy else {},
@@ -624,6 +694,7 @@ class DaskExecutorFactory(ExecutorFactoryABC):
             kwargs["job_extra_directives"] = condor_directives(options, proxy)
             return dask_jobqueue.HTCondorCluster(**kwargs)
         # SLURM: sbatch options, partition (queue), time limit, account; the proxy is read in place
+        warn_unused_image(options, system)
         kwargs["job_extra_directives"] = slurm_directives(options)
         for option, argument in (("queue", "queue"), ("walltime", "walltime"), ("account", "account")):
             if options.get(option):
@@ -942,6 +1013,7 @@ class ParslExecutorFactory(ExecutorFactoryABC):
         # adaptive: parsl's strategy adds blocks for queued tasks; one block from the start (the run
         # waits for a worker before it submits anything)
         blocks = {"init_blocks": 1 if adaptive else scaleout, "min_blocks": 1 if adaptive else 0, "max_blocks": scaleout}
+        warn_unused_image(options, system)
         if system == "local":
             from parsl.providers import LocalProvider
 
