@@ -55,7 +55,7 @@ def test_simple_yaml_map_and_errors(tmp_path, user_cache):
         load_site_map(tmp_path / "none.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("a: [1,\n")
-    with pytest.raises(SiteMapError, match="neither valid JSON nor YAML"):
+    with pytest.raises(SiteMapError, match=r"\(JSON or YAML\): malformed YAML at line \d+"):
         load_site_map(broken)
 
 

@@ -20,10 +20,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .errors import ExecutorError, RunOptionsError
 from .units import SIZE_EXPECTED, WALLTIME_EXPECTED, size_problem, walltime_problem
+from .yaml_reader import parse_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -317,16 +317,6 @@ def validate_options(options: Any, source: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------
 
 
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RunOptionsError(f"{source}: malformed YAML{where}: {problem}") from exc
-
-
 def read_options_file(path: str | Path) -> dict[str, Any]:
     """Read and validate a custom run-options YAML; only its flat ``option: value`` part
     (site sections, ``engine@site: {...}``, are validated and left out: see read_options_layers)."""
@@ -397,7 +387,7 @@ def read_options_layers(path: str | Path) -> tuple[dict[str, Any], dict[str, dic
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise RunOptionsError(f"{path}: cannot read the custom run options file: {exc}") from exc
-    return split_sections(_parse_yaml(text, str(path)), str(path))
+    return split_sections(parse_yaml(text, str(path), RunOptionsError), str(path))
 
 
 def defaults_path() -> str:
@@ -408,7 +398,7 @@ def defaults_path() -> str:
 def load_defaults() -> dict[str, dict[str, Any]]:
     """The packaged defaults, every section validated; a fresh copy each call."""
     source = defaults_path()
-    data = _parse_yaml(files("pc_core").joinpath(DEFAULTS_RESOURCE).read_text(), source)
+    data = parse_yaml(files("pc_core").joinpath(DEFAULTS_RESOURCE).read_text(), source, RunOptionsError)
     if not isinstance(data, Mapping) or GENERAL_SECTION not in data:
         raise RunOptionsError(f"{source}: the packaged defaults need a mapping with a 'general' section")
     return {name: validate_options(section, f"{source} [{name}]") for name, section in data.items()}

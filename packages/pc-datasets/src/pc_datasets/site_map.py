@@ -15,7 +15,6 @@ whenever its modification time or size changes.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from pc_core.yaml_reader import parse_yaml
 
 from .cache import DEFAULT_EXPIRY_SECONDS, read_cache, write_cache
 from .errors import SiteMapError
@@ -158,14 +157,7 @@ def load_site_map(location: str | os.PathLike, max_age: float = DEFAULT_EXPIRY_S
         log.debug("site map %s read from the cache", location)
         return SiteMap.from_json(cached, location)
     text = _read_text(location, timeout)
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    try:
-        data = yaml.safe_load(text) if data is None else data
-    except yaml.YAMLError as exc:
-        raise SiteMapError(f"site map {location} is neither valid JSON nor YAML: {exc}") from None
+    data = parse_yaml(text, f"site map {location} (JSON or YAML)", SiteMapError)  # YAML reads JSON too
     site_map = parse_site_map(data, location)
     if not site_map.sites:
         raise SiteMapError(f"site map {location} defines no site with an XRootD prefix or rules")

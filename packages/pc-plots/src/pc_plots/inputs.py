@@ -13,10 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from pc_core.errors import OutputError
 from pc_core.output import accumulate, is_normalised, load_output, normalise
+from pc_core.yaml_reader import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +79,7 @@ def saved_plotting_style(input_dir: str | None) -> list[tuple[str, dict]]:
         path = Path(input_dir) / name
         if not path.is_file():
             continue
-        try:
-            params = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise OutputError(f"Saved parameters {path}: malformed YAML: {exc}") from None
+        params = read_yaml(path, "Saved parameters", OutputError) or {}
         style = params.get("plotting_style") if isinstance(params, dict) else None
         if style:
             layers.append((f"{path}:plotting_style", style))

@@ -11,10 +11,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pc_core.errors import PocketCoffeaError
 from pc_core.parameters import merge_parameters as deep_merge
+from pc_core.yaml_reader import parse_yaml, read_yaml
 
 
 class StyleError(PocketCoffeaError):
@@ -137,23 +136,12 @@ class PlotStyle:
 
 def default_style_dict() -> dict:
     text = resources.files("pc_plots").joinpath("data", _DEFAULTS_FILE).read_text()
-    return yaml.safe_load(text)
+    return parse_yaml(text, _DEFAULTS_FILE, StyleError)
 
 
 def read_style_file(path: str | Path) -> dict:
     """Read a style YAML; a missing/unreadable/malformed file or a non-mapping is a StyleError."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise StyleError(f"Plotting style {path}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise StyleError(f"Plotting style {path}: malformed YAML{where}: {problem}") from None
+    data = read_yaml(path, "Plotting style", StyleError)
     if data is None:
         return {}
     if not isinstance(data, dict):
