@@ -1,0 +1,238 @@
+"""Throughput of the plain-awkward benchmark analysis (``config.py`` here) against uproot's
+raw read of the branches it reads, on two inputs of >= 1M events in >= 4 files:
+
+- ``real``: the real ``nano_dy.root`` events replicated (the 170 branches of the muon,
+  electron, jet and MET collections, triggers, event ids; LZMA 9, NanoAOD-sized clusters;
+  built by ``benchmarks/throughput.py``'s ``build_input``),
+- ``synthetic``: the varied synthetic events of ``pocket-coffea generate-demo-data`` (its DY
+  sample: ``--files`` files of ``--events / --files`` events, LZMA 9).
+
+Per input and per round, alternating the order every other round, it measures: uproot
+opening the files and reading + decompressing those branches (1 process, and the files
+shared by 2 forked processes), ``pocket-coffea run`` with ``iterative`` and
+``futures -s 2`` (whole command, chunk phase from the run's processing report, launch to
+first chunk from the report's ``processing_started``, peak RSS of its processes). Then the
+medians of the within-round ratios. Separately (also in rounds), launch to first chunk of
+``iterative`` on the 40-event ``nano_dy.root`` and on 4 copies of it (1499 branches each):
+start-up, and preprocessing of wide trees.
+
+The fileset carries per-file event counts (``file_nevents``) unless ``--no-counts``.
+
+    .venv/bin/python benchmarks/plain_awkward/harness.py [--events 1000000] [--files 4]
+        [--repeat 5] [--chunksize 100000] [--inputs real,synthetic] [--keep DIR] [--no-counts]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uproot
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CONFIG = HERE / "config.py"
+NANO = REPO.parent / "shared" / "data" / "nanoaod"
+DATASET, SAMPLE = "DYJetsToLL_M-50_2018", "DYJetsToLL_M-50"
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def _fileset(path: Path, files: list[Path], counts: bool) -> Path:
+    n = [uproot.open(f)["Events"].num_entries for f in files]
+    meta = {"sample": SAMPLE, "year": "2018", "isMC": True, "xsec": 6077.22, "nevents": sum(n)}
+    if counts:
+        meta["file_nevents"] = n
+    path.write_text(json.dumps({DATASET: {"files": [str(f) for f in files], "metadata": meta}}))
+    return path
+
+
+def build_real(folder: Path, events: int, files: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = sorted(folder.glob("nano_dy_replicated_*.root"))
+    if len(existing) == files:
+        return existing
+    from throughput import build_input  # the replicated real events of the demo benchmark
+
+    return build_input(folder, events, files)
+
+
+def build_synthetic(folder: Path, events: int, files: int) -> list[Path]:
+    if not (folder / "fileset_demo.json").exists():
+        subprocess.run([sys.executable, "-m", "pocket_coffea.cli", "generate-demo-data", "-o", str(folder),
+                        "-n", str(-(-events // files)), "-f", str(files), "--data-files", "1", "-j", "2"],
+                       check=True, stdout=subprocess.DEVNULL)
+    demo = json.loads((folder / "fileset_demo.json").read_text())
+    entry = next(e for e in demo.values() if e["metadata"]["sample"] == SAMPLE)
+    return [Path(f) for f in entry["files"]]
+
+
+def branches_read(fileset: Path) -> list[str]:
+    """The branches the analysis reads (coffea's access log on the first 5000 events)."""
+    code = (
+        "import json, sys\n"
+        "from coffea.nanoevents import NanoAODSchema, NanoEventsFactory\n"
+        "from pc_core.config_loading import load_configurator\n"
+        f"cfg = load_configurator({str(CONFIG)!r})\n"
+        "dataset, entry = next(iter(cfg.fileset.items()))\n"
+        "path = entry['files'][0]; log = []\n"
+        "meta = dict(entry['metadata'], dataset=dataset, filename=path, entrystart=0, entrystop=5000)\n"
+        "ev = NanoEventsFactory.from_root({path: 'Events'}, mode='virtual', entry_stop=5000, schemaclass=NanoAODSchema,"
+        " access_log=log, metadata=meta).events()\n"
+        "cfg.workflow(cfg).process(ev)\n"
+        "print(json.dumps(sorted({a.branch for a in log})))\n"
+    )
+    env = dict(os.environ, POCKET_COFFEA_BENCH_FILESET=str(fileset))
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def raw_rate(files: list[Path], branches: list[str], processes: int) -> float:
+    from throughput import raw_read_rate
+
+    return raw_read_rate(files, branches, processes)
+
+
+def run(fileset: Path, outdir: Path, executor: list[str]) -> dict:
+    """``pocket-coffea run`` in a fresh parent process: wall time, report, peak RSS, launch to first chunk."""
+    shutil.rmtree(outdir, ignore_errors=True)
+    env = dict(os.environ, POCKET_COFFEA_BENCH_FILESET=str(fileset))
+    command = [sys.executable, "-m", "pocket_coffea.cli", "run", "--cfg", str(CONFIG), "-o", str(outdir), *executor]
+    probe = (
+        "import resource, subprocess, sys, time;"
+        "t = time.time();"
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+        "print(t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    start = time.perf_counter()
+    launched, peak_kb = subprocess.run([sys.executable, "-c", probe, *command], env=env, check=True,
+                                       capture_output=True, text=True).stdout.split()[-2:]
+    wall = time.perf_counter() - start
+    report = json.loads((outdir / "processing_report.json").read_text())
+    totals = report["totals"]
+    return {
+        "wall": wall,
+        "events": totals["events"],
+        "chunk_rate": totals["events"] / totals["processing_seconds"],
+        "whole_rate": totals["events"] / wall,
+        "first_chunk": totals["processing_started"] - float(launched),
+        "peak_mb": int(peak_kb) / 1024,
+        "chunks": totals["chunks"],
+    }
+
+
+def _fmt(values, spec=".2f"):
+    return "[" + ", ".join(format(v, spec) for v in values) + "]"
+
+
+def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repeat: int, chunking: list[str]) -> dict:
+    branches = branches_read(fileset)
+    n_events = sum(uproot.open(f)["Events"].num_entries for f in files)
+    total_branches = len(uproot.open(files[0])["Events"].keys())
+    kinds = ["raw", "raw2", "iterative", "futures"]
+    executors = {"iterative": ["-e", "iterative"], "futures": ["-e", "futures", "-s", "2"]}
+    results: dict[str, list] = {k: [] for k in kinds}
+    print(f"\n== {name}: {n_events} events in {len(files)} files, {total_branches} branches, "
+          f"{len(branches)} read by the analysis", flush=True)
+    for round_index in range(repeat):
+        for kind in kinds if round_index % 2 == 0 else reversed(kinds):
+            if kind == "raw":
+                results[kind].append(raw_rate(files, branches, 1))
+            elif kind == "raw2":
+                results[kind].append(raw_rate(files, branches, 2))
+            else:
+                results[kind].append(run(fileset, work / f"out-{name}-{kind}", executors[kind] + chunking))
+        it, fu = results["iterative"][-1], results["futures"][-1]
+        print(f"round {round_index + 1}: raw {results['raw'][-1]:,.0f}/s, raw 2 proc {results['raw2'][-1]:,.0f}/s | "
+              f"iterative chunk {it['chunk_rate']:,.0f}/s whole {it['whole_rate']:,.0f}/s first chunk "
+              f"{it['first_chunk']:.2f} s RSS {it['peak_mb']:.0f} MB | futures -s 2 chunk {fu['chunk_rate']:,.0f}/s "
+              f"whole {fu['whole_rate']:,.0f}/s first chunk {fu['first_chunk']:.2f} s RSS {fu['peak_mb']:.0f} MB",
+              flush=True)
+    raw, raw2 = results["raw"], results["raw2"]
+    it, fu = results["iterative"], results["futures"]
+    ratios = {
+        "iterative chunk phase / raw read": [i["chunk_rate"] / r for i, r in zip(it, raw)],
+        "iterative whole command / raw read": [i["whole_rate"] / r for i, r in zip(it, raw)],
+        "futures -s 2 chunk phase / raw read": [f["chunk_rate"] / r for f, r in zip(fu, raw)],
+        "futures -s 2 whole command / raw read": [f["whole_rate"] / r for f, r in zip(fu, raw)],
+        "futures -s 2 / iterative, chunk phase": [f["chunk_rate"] / i["chunk_rate"] for f, i in zip(fu, it)],
+        "futures -s 2 / iterative, whole command": [f["whole_rate"] / i["whole_rate"] for f, i in zip(fu, it)],
+        "raw read, 2 processes / 1 (the machine)": [b / a for a, b in zip(raw, raw2)],
+    }
+    print(f"-- {name}: medians over {repeat} rounds (events/s; ratios within a round)")
+    print(f"raw read 1 process {statistics.median(raw):,.0f}, 2 processes {statistics.median(raw2):,.0f}")
+    for label, runs in (("iterative", it), ("futures -s 2", fu)):
+        print(f"{label}: chunk phase {statistics.median(r['chunk_rate'] for r in runs):,.0f}, whole command "
+              f"{statistics.median(r['whole_rate'] for r in runs):,.0f}, launch to first chunk "
+              f"{statistics.median(r['first_chunk'] for r in runs):.2f} s, peak RSS {max(r['peak_mb'] for r in runs):.0f} MB, "
+              f"{runs[0]['chunks']} chunks")
+    for label, values in ratios.items():
+        print(f"{label:42s} = {statistics.median(values):.2f} {_fmt(values)}")
+    return {"results": results, "ratios": ratios}
+
+
+def measure_startup(work: Path, repeat: int, counts: bool) -> None:
+    """Launch to first chunk of ``iterative`` on the 40-event nano_dy.root, and on 4 copies of it
+    (1499-branch trees: what preprocessing costs on wide production trees)."""
+    one = _fileset(work / "fileset_40.json", [NANO / "nano_dy.root"], counts)
+    copies = []
+    for i in range(4):
+        target = work / f"nano_dy_copy_{i}.root"
+        if not target.exists():
+            shutil.copyfile(NANO / "nano_dy.root", target)  # a temp copy, removed with the work folder
+        copies.append(target)
+    four = _fileset(work / "fileset_4x1499.json", copies, counts)
+    timings: dict[str, list[float]] = {"40 events, 1 file": [], "4 files of 1499 branches": []}
+    for round_index in range(repeat):
+        order = list(timings) if round_index % 2 == 0 else list(reversed(list(timings)))
+        for label in order:
+            fileset = one if label.startswith("40") else four
+            timings[label].append(run(fileset, work / "out-startup", ["-e", "iterative"])["first_chunk"])
+    print(f"\n== launch to first chunk, iterative, {repeat} rounds: median [every round]")
+    for label, values in timings.items():
+        print(f"{label:26s}: {statistics.median(values):.2f} s {_fmt(values)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--chunksize", type=int, default=100_000)
+    parser.add_argument("--inputs", default="real,synthetic", help="comma-separated: real, synthetic, startup")
+    parser.add_argument("--no-counts", action="store_true", help="no per-file event counts in the filesets")
+    parser.add_argument("--keep", help="folder to keep the inputs (and reuse them) and outputs in")
+    args = parser.parse_args()
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pc-plain-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    chunking = ["-c", str(args.chunksize)]
+    counts = not args.no_counts
+    try:
+        inputs = [s.strip() for s in args.inputs.split(",") if s.strip()]
+        if "startup" in inputs:
+            measure_startup(work, args.repeat, counts)
+        if "real" in inputs:
+            t0 = time.perf_counter()
+            files = build_real(work / f"real-{args.events}-{args.files}", args.events, args.files)
+            print(f"real input ready in {time.perf_counter() - t0:.0f} s", flush=True)
+            measure_input("real (replicated nano_dy)", files, _fileset(work / "fileset_real.json", files, counts),
+                          work, args.repeat, chunking)
+        if "synthetic" in inputs:
+            t0 = time.perf_counter()
+            files = build_synthetic(work / f"synthetic-{args.events}-{args.files}", args.events, args.files)
+            print(f"synthetic input ready in {time.perf_counter() - t0:.0f} s", flush=True)
+            measure_input("synthetic (generate-demo-data)", files,
+                          _fileset(work / "fileset_synthetic.json", files, counts), work, args.repeat, chunking)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
