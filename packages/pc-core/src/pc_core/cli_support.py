@@ -1,4 +1,5 @@
-"""What every pocket-coffea command shares: logging set-up and user-error handling."""
+"""What every pocket-coffea command shares: the --loglevel option, logging set-up, the progress
+bar of long steps and user-error handling."""
 from __future__ import annotations
 
 import logging
@@ -9,11 +10,32 @@ from collections.abc import Callable, Sequence
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .errors import PocketCoffeaError
 
 DEBUG_ENV = "POCKET_COFFEA_DEBUG"
 LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def loglevel_option(default: str = "INFO") -> Callable:
+    """The ``-ll/--loglevel`` option of every command (the value is passed on as ``loglevel``)."""
+    return click.option(
+        "-ll", "--loglevel", type=click.Choice(LOGLEVELS, case_sensitive=False), default=default,
+        show_default=True, help="Console logging level (DEBUG also shows the traceback of an error).",
+    )
+
+
+def progress_bar(*, enabled: bool = True, transient: bool = False, unit: str | None = None, eta: bool = False,
+                 console: Console | None = None) -> Progress:
+    """The progress bar of every long step, on stderr: description, bar, done/total [unit], elapsed [, eta]."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if unit:
+        columns.append(TextColumn(unit))
+    columns.append(TimeElapsedColumn())
+    if eta:
+        columns += [TextColumn("eta"), TimeRemainingColumn()]
+    return Progress(*columns, console=console or Console(stderr=True), transient=transient, disable=not enabled)
 
 
 def setup_logging(level: str = "INFO", logfile: str | os.PathLike | None = None) -> None:

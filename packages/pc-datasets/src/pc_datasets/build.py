@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pc_core.cli_support import progress_bar
+
 from .definition import DatasetRequest
 from .errors import SiteSelectionError
 from .nevents import count_events_parallel
-from .progress import progress_bar
 from .rucio_gateway import RucioGateway
 from .site_map import SiteMap
 from .sites import SiteSelection
@@ -74,7 +75,7 @@ class BuiltDataset:
 
 
 def _fetch_file_lists(gateway: RucioGateway, das_names: list[str], options: BuildOptions) -> dict[str, list[dict[str, Any]]]:
-    with progress_bar(options.show_progress) as progress, ThreadPoolExecutor(max_workers=max(1, options.parallelism)) as pool:
+    with progress_bar(enabled=options.show_progress, transient=True) as progress, ThreadPoolExecutor(max_workers=max(1, options.parallelism)) as pool:
         task = progress.add_task("Listing files in Rucio", total=len(das_names))
         out: dict[str, list[dict[str, Any]]] = {}
         for das, files in zip(das_names, pool.map(gateway.list_files, das_names)):
@@ -93,7 +94,7 @@ def build_datasets(
         selection.validate_names(known, where=f"Rucio ({gateway.settings.rucio_host})")
     das_names = list(dict.fromkeys(d for r in requests for d in r.das_names))
     file_lists = _fetch_file_lists(gateway, das_names, options)
-    with progress_bar(options.show_progress) as progress:
+    with progress_bar(enabled=options.show_progress, transient=True) as progress:
         progress.add_task("Asking Rucio for replicas", total=None)
         replicas = gateway.list_replicas(das_names, parallelism=options.parallelism)
     log.info("Rucio: %d DAS names, %d files with replicas, %d calls so far", len(das_names), len(replicas), gateway.calls)

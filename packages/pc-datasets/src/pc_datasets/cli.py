@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
+from pc_core.cli_support import loglevel_option, run_cli, setup_logging
 
 from .build import BuildOptions, build_datasets
 from .cache import DEFAULT_EXPIRY_SECONDS
@@ -61,7 +61,7 @@ def _human_bytes(n: int) -> str:
               help="rucio.cfg to use (default: $RUCIO_CONFIG, else the rucio-clients defaults)")
 @click.option("--scope", default=DEFAULT_SCOPE, show_default=True, help="Rucio scope of bare DAS names")
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, help="Seconds per Rucio request")
-@click.option("-ll", "--loglevel", type=click.Choice(LOGLEVELS, case_sensitive=False), default="INFO", show_default=True)
+@loglevel_option()
 def build_datasets_command(definition: Path, outputdir: Path | None, keys: tuple[str, ...], overwrite: bool,
                            split_by_year: bool, parallelism: int, allowlist_sites: tuple[str, ...],
                            blocklist_sites: tuple[str, ...], prioritylist_sites: tuple[str, ...],

@@ -5,9 +5,9 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from pc_core.cli_support import progress_bar
 from pc_core.errors import DatasetError
 
-from .progress import progress_bar
 from .read_errors import classify_read_error
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def count_events_parallel(urls: Sequence[str], parallelism: int = 4, show_progre
     results: list[int | None] = [None] * len(urls)
     if not urls:
         return []
-    with progress_bar(show_progress) as progress, ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+    with progress_bar(enabled=show_progress, transient=True) as progress, ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         task = progress.add_task("Counting events with uproot", total=len(urls))
         futures = {pool.submit(count_events, url): i for i, url in enumerate(urls)}
         for future in as_completed(futures):

@@ -29,11 +29,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pc_core.atomic import atomic_path
-from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
+from pc_core.cli_support import loglevel_option, progress_bar, run_cli, setup_logging
 from pc_core.errors import PocketCoffeaError
 from pc_core.fileset import load_fileset_json, save_fileset_json
 from pc_core.output import load_output
@@ -324,8 +323,7 @@ def hadd_skimmed_files(
 
     if dry:
         return HaddResult(groups, new_definition, None)
-    with Progress(TextColumn("[cyan]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
+    with progress_bar(console=console) as progress:
         task = progress.add_task("Regrouping skimmed files", total=len(groups))
         if scaleout > 1 and len(groups) > 1:
             with ProcessPoolExecutor(max_workers=scaleout) as pool:
@@ -366,8 +364,7 @@ def groups_table(result: HaddResult) -> Table:
               help="Output files written in parallel (processes).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--dry", is_flag=True, help="Only show the grouping; write nothing.")
-@click.option("-ll", "--loglevel", default="INFO", type=click.Choice(LOGLEVELS, case_sensitive=False),
-              help="Console logging level.")
+@loglevel_option()
 def hadd_skimmed_files_command(files_list, outputdir, max_events, max_size_mb, max_files, only_datasets,
                                definition_path, scaleout, overwrite, dry, loglevel) -> None:
     """Regroup skimmed datasets by joining different files (like hadd), with uproot."""

@@ -39,10 +39,10 @@ from urllib.parse import urlsplit
 import click
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
-from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
+from pc_core.cli_support import loglevel_option, progress_bar, run_cli, setup_logging
 from pc_core.errors import DatasetError, OutputError
 from pc_core.fileset import load_fileset_jsons, normalise_dataset, save_fileset_json
 from pc_core.ledger import (
@@ -663,17 +663,6 @@ class MergeResult:
     fallback_note: str | None = None  # set when some datasets are checked by event counts only
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[cyan]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
 def _load_fileset(fileset: Any) -> tuple[dict[str, Any] | None, str | None]:
     """``--fileset``: a fileset mapping, one JSON path or several; None when not given."""
     if fileset is None:
@@ -759,7 +748,7 @@ def merge_outputs(
             yield output
             progress.advance(task)
 
-    with _progress(console) as progress:
+    with progress_bar(console=console) as progress:
         task = progress.add_task("Merging outputs", total=len(files))
         try:
             merged = accumulate(loaded(progress, task), names=names)
@@ -891,8 +880,7 @@ def not_processed_table(result: MergeResult) -> Table | None:
 @click.option("--skip-initial-events-check", "skip_check", multiple=True, metavar="DATASET",
               help="Only warn when DATASET's entries are missing (or, for outputs without ledger, its initial "
                    "events differ from its nevents metadata) (repeatable).")
-@click.option("-ll", "--loglevel", default="INFO", type=click.Choice(LOGLEVELS, case_sensitive=False),
-              help="Console logging level.")
+@loglevel_option()
 def merge_outputs_command(inputs, jobs_config, outputfile, overwrite, allow_missing, filesets, skip_check,
                           loglevel) -> None:
     """Merge .coffea outputs (files, globs and/or a jobs folder), checking that every input event is in it once."""

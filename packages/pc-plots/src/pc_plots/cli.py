@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pc_core.cli_support import run_cli, setup_logging
+from pc_core.cli_support import loglevel_option, run_cli, setup_logging
 
 from .runner import MakePlotsRequest, make_plots
 from .tasks import PlotOptions
@@ -39,7 +39,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
               help="png, pdf, svg; repeatable or comma separated")
 @click.option("--no-cutflow", is_flag=True, help="Skip the cutflow plots and tables")
 @click.option("--overwrite", "--over", "overwrite", is_flag=True, help="Replace plots in an existing plot folder")
-@click.option("-ll", "--loglevel", default="INFO", show_default=True, help="Console logging level")
+@loglevel_option()
 def make_plots_command(input_dir, input_files, style_files, outputdir, workers, only_cat, only_year, only_hist,
                        exclude_hist, only_syst, no_syst, no_ratio, log_x, log_y, density, formats, no_cutflow,
                        overwrite, loglevel):

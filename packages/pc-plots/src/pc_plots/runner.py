@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pc_core.cli_support import progress_bar
 from pc_core.errors import OutputError, PocketCoffeaError
 
 from .draw import PlotRecord, run_cutflow_task, run_histogram_task
@@ -125,9 +125,8 @@ def make_plots(req: MakePlotsRequest) -> MakePlotsResult:
     jobs = [(run_cutflow_task, t) for t in cutflows]
     hist_jobs = ((run_histogram_task, t) for t in histogram_tasks(output, index, selections, categories, source))
     console = Console(stderr=True)
-    with Progress(TextColumn("[bold]make-plots"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=not req.progress, transient=False) as progress:
-        bar = progress.add_task("plots", total=total)
+    with progress_bar(enabled=req.progress, unit="plots", console=console) as progress:
+        bar = progress.add_task("make-plots", total=total)
         args = (style, req.options, str(outdir))
         if req.workers == 1:
             for fn, task in itertools.chain(jobs, hist_jobs):

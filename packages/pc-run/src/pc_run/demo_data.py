@@ -29,9 +29,9 @@ import click
 import numpy as np
 import uproot
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pc_core.atomic import atomic_path, atomic_write_text
+from pc_core.cli_support import loglevel_option, progress_bar, setup_logging
 from pc_core.errors import PocketCoffeaError
 
 log = logging.getLogger(__name__)
@@ -791,8 +791,7 @@ def equivalent_luminosity_pb(events_per_file: int, data_files: int) -> float:
 def _run_jobs(jobs: list[_FileJob], workers: int, progress: bool) -> dict[str, int]:
     """Run the file jobs (in ``workers`` processes when > 1) under a rich progress bar; entries per target."""
     entries: dict[str, int] = {}
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+    with progress_bar(enabled=progress) as bar:
         tasks = {}
         for job in jobs:
             dataset = SAMPLES[job.sample_index].dataset
@@ -919,13 +918,12 @@ def generate_demo_data(
 @click.option("-j", "--workers", default=None, type=click.IntRange(min=1),
               help="Processes writing files in parallel [default: usable cores, at most 4].")
 @click.option("--overwrite", is_flag=True, help="Regenerate even if the folder holds demo data (replacing it).")
-@click.option("-ll", "--loglevel", default="INFO", show_default=True, help="Console logging level.")
+@loglevel_option()
 def generate_demo_data_command(
     outdir: str, seed: int, events_per_file: int, files_per_sample: int, data_files: int,
     compression: str, compression_level: int | None, workers: int | None, overwrite: bool, loglevel: str,
 ) -> None:
     """Generate synthetic NanoAOD (DY, ttbar, DoubleMuon data) and the fileset JSON for the demo analysis."""
-    from pc_core.cli_support import setup_logging
 
     setup_logging(loglevel)
     fileset = generate_demo_data(
