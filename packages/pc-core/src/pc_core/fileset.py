@@ -28,7 +28,7 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import DatasetError
-from .ledger import normalise_url
+from .urls import normalise_url
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def load_fileset_jsons(paths: str | os.PathLike | Iterable[str | os.PathLike]) -
 def check_unique_files(fileset: Mapping[str, Any]) -> None:
     """Raise DatasetError when one input file appears twice in ``fileset``.
 
-    Files are compared by ``pc_core.ledger.normalise_url``: ``./a.root``, ``a.root``, its
+    Files are compared by ``pc_core.urls.normalise_url``: ``./a.root``, ``a.root``, its
     absolute path and a symlink to it are one file, and so are ``root://h:1094//store/x``
     and ``root://h//store/x``; the two places may be in one dataset or in two.
     """

@@ -25,18 +25,15 @@ processed in another is simply processed in their sum.
 from __future__ import annotations
 
 import copy
-import os
-import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import OutputError
+from .urls import normalise_url
 
 LEDGER_KEY = "ledger"
 LEDGER_VERSION = 1
 PROCESSED, SKIPPED, FAILED = "processed", "skipped", "failed"
-_DEFAULT_PORTS = {"root": 1094, "xroot": 1094, "http": 80, "https": 443}
 
 Ledger = dict[str, Any]
 
@@ -46,30 +43,6 @@ class LedgerOverlapError(OutputError):
 
 
 # --------------------------------------------------------------------------- identities
-
-
-def normalise_url(url: str) -> str:
-    """One spelling per file: absolute real paths for local files (``./a.root``, ``a.root``,
-    ``file:///x/a.root`` and a symlink to it are one file), and for URLs a lower-case
-    scheme and host, no default port, no repeated slashes after the first one of the path
-    (``root://h:1094//store/x`` is ``root://h//store/x``)."""
-    text = str(url)
-    parts = urlsplit(text)
-    if parts.scheme in ("", "file") or (len(parts.scheme) == 1 and os.name == "nt"):
-        path = parts.path if parts.scheme == "file" else text
-        return os.path.realpath(os.path.expanduser(path))
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    port = parts.port
-    netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    path = parts.path
-    if path.strip("/"):
-        # XRootD reads root://h/store/x and root://h//store/x as the same file
-        leading = "//" if scheme in ("root", "xroot") or path.startswith("//") else "/"
-        path = leading + posixpath.normpath(path.lstrip("/"))
-    return urlunsplit((scheme, netloc, path, parts.query, ""))
 
 
 def file_identity(url: str, uuid: bytes | str | None = None) -> str:
@@ -292,7 +265,6 @@ __all__ = [
     "find_file",
     "merge_ledgers",
     "new_ledger",
-    "normalise_url",
     "not_processed",
     "processed_events",
     "record",

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pc_core.urls import normalise_url
 
 from .rucio_gateway import RucioGateway
 from .site_map import SiteMap
@@ -39,15 +40,6 @@ class RewriteResult:
 
     fileset: dict[str, Any]
     rewrites: list[Rewrite] = field(default_factory=list)
-
-
-def normalise_url(url: str) -> str:
-    """Compare URLs ignoring repeated slashes in the path (root://h//store == root://h/store)."""
-    if "://" in url:
-        scheme, rest = url.split("://", 1)
-        host, _, path = rest.partition("/")
-        return f"{scheme}://{host}/" + re.sub(r"/{2,}", "/", path).lstrip("/")
-    return re.sub(r"/{2,}", "/", url)
 
 
 def site_of(url: str, rses: Mapping[str, Sequence[str]], site_map: SiteMap | None = None) -> str | None:

@@ -34,7 +34,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import yaml
@@ -53,10 +52,10 @@ from pc_core.ledger import (
     completeness_problems,
     find_file,
     merge_ledgers,
-    normalise_url,
     processed_events,
 )
 from pc_core.output import accumulate, check_output_keys, load_output, save_output
+from pc_core.urls import lfn_of, normalise_url
 
 from .job_flags import JobsFolderError, scan_jobs
 from .jobs_dir import load_jobs_document
@@ -397,13 +396,6 @@ def _ledger_rows(ledger: Mapping[str, Any]) -> list[NotProcessed]:
     return rows
 
 
-def _lfn(url: str) -> str | None:
-    """The ``/store/...`` part of a file's path (the same on every replica), if any."""
-    path = urlsplit(normalise_url(url)).path
-    at = path.find("/store/")
-    return path[at:] if at >= 0 else None
-
-
 def _spelled_as_in_ledger(ledger: Mapping[str, Any], urls: Sequence[str]) -> dict[str, str]:
     """``{fileset URL: URL to look up in the ledger}``.
 
@@ -422,13 +414,13 @@ def _spelled_as_in_ledger(ledger: Mapping[str, Any], urls: Sequence[str]) -> dic
     named = {known(url) for url in urls} - {None}
     by_lfn: dict[str, list[str]] = {}
     for identity, entry in files.items():
-        lfn = _lfn(entry.get("url") or "") if identity not in named else None
+        lfn = lfn_of(entry.get("url") or "") if identity not in named else None
         if lfn:
             by_lfn.setdefault(lfn, []).append(entry["url"])
     mapping = {}
     for url in urls:
         mapping[url] = url
-        if known(url) is None and (lfn := _lfn(url)) and len(by_lfn.get(lfn, ())) == 1:
+        if known(url) is None and (lfn := lfn_of(url)) and len(by_lfn.get(lfn, ())) == 1:
             mapping[url] = by_lfn[lfn][0]
             log.info("File %s of the fileset was read from another replica, %s", url, mapping[url])
     return mapping

@@ -8,23 +8,14 @@ what failed, whatever Rucio calls the site. A ``ReplicaLookup`` is any callable
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from pc_datasets.replicas import normalise_url
+from pc_core.urls import lfn_of, normalise_url, server_of
 
 log = logging.getLogger(__name__)
 
 ReplicaLookup = Callable[[Sequence[str], Collection[str], Collection[str]], dict[str, str]]
-
-
-def server_of(url: str) -> str:
-    """``root://host:port`` of a URL (the "site" a failure is blamed on); local paths -> ``file://``."""
-    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://([^/]*)", url)
-    if match is None:
-        return "file://"
-    return f"{match.group(1).lower()}://{match.group(2).lower()}"
 
 
 class RucioReplicaLookup:
@@ -49,7 +40,6 @@ class RucioReplicaLookup:
 
     def __call__(self, urls: Sequence[str], blocked: Collection[str], failed: Collection[str]) -> dict[str, str]:
         from pc_datasets.sites import SiteSelection
-        from pc_datasets.urls import lfn_of
 
         lfns = {url: lfn_of(url) for url in urls}
         wanted = sorted({lfn for lfn in lfns.values() if lfn})
