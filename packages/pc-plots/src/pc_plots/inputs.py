@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pc_core.errors import OutputError
-from pc_core.output import accumulate, is_normalised, load_output, normalise
+from pc_core.output import accumulate, check_output_keys, is_normalised, load_output, normalise
 from pc_core.yaml_reader import read_yaml
 
 log = logging.getLogger(__name__)
@@ -106,12 +106,7 @@ def _compile(pattern: str, option: str) -> re.Pattern:
 def _filter_output(output: dict, path: Path, only_hist: Sequence[str], exclude_hist: Sequence[str]) -> dict:
     if not isinstance(output, dict):
         raise OutputError(f"Output file {path}: expected a dict, got {type(output).__name__}")
-    missing = [k for k in REQUIRED_KEYS if k not in output]
-    if missing:
-        raise OutputError(
-            f"Output file {path} lacks the key(s) {', '.join(missing)} needed for plotting; "
-            f"it has: {', '.join(sorted(map(str, output))) or '(nothing)'}"
-        )
+    check_output_keys(output, REQUIRED_KEYS, f"file {path} (needed for plotting)")
     if not isinstance(output["variables"], dict):
         raise OutputError(f"Output file {path}: 'variables' must be {{histogram: {{sample: {{dataset: hist}}}}}}")
     meta = output["datasets_metadata"]
