@@ -15,12 +15,13 @@ jobs < 3 s for the first poll and < 1 s for the later ones; the view readable at
    traceback in ``.err``; running jobs a log up to the execute event; idle jobs the submit
    event. The schedd is a fake answering the running/idle jobs (no pool needed).
 3. **polls**: what ``check-jobs -j <folder>`` does per refresh (poll + tables rendered to an
-   80-column console), for ``--by none`` and the default ``--by sample``: the first poll of
+   80-column console), for ``--by none`` and the default ``--by sample`` (with ``--details``
+   also ``--by none -d``, the per-job table with each failed job's error line): the first poll of
    a new check-jobs process (``first``; the same again: ``restart``) and the later polls
    (``later``, median of 5), between which 10 running jobs end each time (terminated
    event appended to their log, stdout written, flag done), so the folder keeps changing.
 
-    .venv/bin/python benchmarks/jobs_scale.py [--jobs 10000] [--keep DIR] [--profile first|later|prepare]
+    .venv/bin/python benchmarks/jobs_scale.py [--jobs 10000] [--keep DIR] [--profile first|later|prepare] [--details]
 """
 from __future__ import annotations
 
@@ -148,8 +149,10 @@ def fake_schedd(states: dict[int, str]):
     return query
 
 
-def one_watch(folder: Path, query, group_by: str, polls: int, profile: str | None) -> tuple[float, list[float], str]:
-    """What check-jobs does: the first poll of a new process, then ``polls`` later ones (poll + render)."""
+def one_watch(folder: Path, query, group_by: str, polls: int, profile: str | None,
+              details: bool = False) -> tuple[float, list[float], str]:
+    """What check-jobs does: the first poll of a new process, then ``polls`` later ones (poll + render;
+    ``details``: with the per-job table of ``check-jobs -d``)."""
     from rich.console import Console
 
     from pc_jobs import check_jobs as cj
@@ -160,7 +163,7 @@ def one_watch(folder: Path, query, group_by: str, polls: int, profile: str | Non
 
     def step(monitor, groups):
         result = monitor.poll()
-        console.print(cj.render(result, monitor, groups, group_by, False, [], console.width))
+        console.print(cj.render(result, monitor, groups, group_by, details, [], console.width))
         return result
 
     if profile == "first":
@@ -196,6 +199,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--profile", choices=("prepare", "first", "later"))
+    parser.add_argument("--details", action="store_true",
+                        help="also time check-jobs -d (the per-job table) for --by none")
     args = parser.parse_args()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="pc-jobs-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -228,6 +233,12 @@ def main() -> None:
             print(f"  view at 80 columns: {len(view.splitlines())} lines, widest {width} characters")
             if group_by == "sample":
                 print(view)
+        if args.details:
+            first, later, view = one_watch(folder, query, "none", 5, None, details=True)
+            restart, _, _ = one_watch(folder, query, "none", 0, None, details=True)
+            print(f"check-jobs --by none -d: first poll {first:.2f} s (target < 3 s), after a restart "
+                  f"{restart:.2f} s, later polls median {statistics.median(later):.3f} s "
+                  f"(max {max(later):.3f} s; target < 1 s); {len(view.splitlines())} lines")
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -465,3 +465,57 @@ def test_progress_table_is_readable_at_80_columns():
     header = next(line for line in lines if "Sample" in line)
     assert all(h in header for h in ("Total", "Idle", "Run", "Evict", "Held", "Done", "Fail", "% Done"))
     assert "…" not in header and "…" not in "".join(body[0].split("│")[2:])  # numbers and headers never cut
+
+
+def test_details_list_the_logs_folder_once_per_poll(tmp_path, monkeypatch):
+    """check-jobs -d: the per-job table finds every failed job's log in the poll's one listing of logs/."""
+    from pc_jobs.check_jobs import render
+
+    folder = make_jobs(tmp_path / "job", 6)
+    for i in range(6):
+        flag(folder, i, "failed" if i % 2 else "done")
+        (folder / "logs" / f"job_{i}.err").write_text(f"ValueError: broken job {i}\n" if i % 2 else "")
+    listed: list[str] = []
+    real_listdir, real_scandir = os.listdir, os.scandir
+
+    def listdir(path="."):
+        listed.append(str(path))
+        return real_listdir(path)
+
+    def scandir(path="."):
+        listed.append(str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "scandir", scandir)
+    monitor = JobsMonitor(folder, schedd_query=None)
+    out = Console(width=200, record=True, file=open(os.devnull, "w"))
+    for _ in range(2):
+        listed.clear()
+        result = monitor.poll()
+        out.print(render(result, monitor, None, "none", True, [], 200))
+        assert [p for p in listed if Path(p) == folder / "logs"] == [str(folder / "logs")]
+    text = out.export_text()
+    assert sorted(result.failed_jobs()) == [1, 3, 5]
+    for i in (1, 3, 5):
+        assert f"broken job {i}" in text
+    assert "broken job 0" not in text
+
+
+def test_details_of_a_big_folder_list_the_jobs_that_are_not_idle_running_or_done(tmp_path):
+    from pc_jobs.check_jobs import DETAILS_ALL_JOBS, details_table
+
+    n = DETAILS_ALL_JOBS + 50
+    folder = make_jobs(tmp_path / "job", n)
+    for i in range(n):
+        flag(folder, i, "failed" if i in (7, 123) else "running" if i % 3 else "done")
+    (folder / "logs" / "job_123.err").write_text("ValueError: broken job 123\n")
+    monitor = JobsMonitor(folder, schedd_query=None)
+    result = monitor.poll()
+    console = Console(width=200, record=True, file=open(os.devnull, "w"))
+    console.print(details_table(result, monitor))
+    text = console.export_text()
+    rows = [line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│ job_")]
+    assert rows == ["job_7", "job_123"]
+    assert f"{n - 2} idle, running or done jobs not listed" in text
+    assert "broken job 123" in text

@@ -50,7 +50,7 @@ from pc_core.errors import PocketCoffeaError
 from .job_config import JobConfigError
 from .job_flags import JobsSnapshot, job_name, resolve_jobs_folder, scan_jobs, set_flag
 from .jobs_dir import JobsDir
-from .job_logs import LogDiagnosis, ReadFailure, diagnose_logs, parse_log_name, read_failure_in_file, stdout_logs_by_job
+from .job_logs import LogDiagnosis, ReadFailure, diagnose_logs, parse_log_name, read_failure_in_file
 from .job_state import ACTIVE, ENDED_BADLY, HOLD_CODES, JobState, JobStateReader, SchedQuery
 from .job_state import STATES as JOB_STATES
 from .job_state import schedd_query as default_schedd_query
@@ -75,6 +75,9 @@ BASE_STATES = ("idle", "running", "done", "failed")
 """Always shown; the other states (evicted, held, killed, removed, lost) get a column when a job is in them."""
 BAR_ORDER = ("done", "running", "evicted", "idle", "held", "failed", "killed", "removed", "lost")
 ATTENTION_JOBS_SHOWN = 8
+DETAILS_ALL_JOBS = 200
+"""``--details`` lists every job of a folder up to this many jobs; in larger folders only the jobs that are
+not idle, running or done (those are counted in the summary: 10,000 rows are neither readable nor quick)."""
 
 Submitter = Callable[[Path], int]
 """Submit one ``job_{i}.sub`` file; returns the HTCondor cluster id."""
@@ -320,7 +323,7 @@ class JobsMonitor:
     def poll(self) -> PollResult:
         messages: list[str] = []
         snapshot = scan_jobs(self.folder)
-        self._stdout_logs = None  # listed once per poll, on first use
+        self._stdout_logs = None  # from the reader's listing of logs/, once per poll
         jobs = self.reader.read(snapshot)  # schedd + event logs + flags (pc_jobs.job_state)
         states = {i: job.state for i, job in jobs.items()}
         handled = set(_read_lines(self.maxtime_path))
@@ -411,12 +414,10 @@ class JobsMonitor:
                               f"{name} (HTCondor job {ident}) was evicted {job.restarts} time(s), last: "
                               f"{job.restart_reason}; HTCondor will run it again")
 
-    def diagnosis(self, index: int, logs: Mapping[int, list[Path]] | None = None) -> LogDiagnosis | None:
+    def diagnosis(self, index: int) -> LogDiagnosis | None:
         """The classified error line of the job's stdout/stderr (cached while its logs do not change)."""
-        if logs is None:
-            logs = stdout_logs_by_job(self.logs_dir, self.state.clusters)
         parts = []
-        for path in logs.get(index, []):
+        for path in self._job_logs(index):
             try:
                 stat = path.stat()
             except OSError:
@@ -428,13 +429,16 @@ class JobsMonitor:
         return self._diagnoses[key]
 
     def _job_logs(self, index: int) -> list[Path]:
-        """The job's unprocessed stdout/stderr logs, oldest first, from one listing of ``logs/`` per poll."""
+        """The job's unprocessed stdout/stderr logs, oldest first, from the poll's one listing of ``logs/``
+        (the one ``JobStateReader.read`` made; listed here only before a first poll)."""
         if self._stdout_logs is None:
             self._stdout_logs = {}
-            try:
-                names = os.listdir(self.logs_dir)
-            except OSError:
-                names = []
+            names = self.reader.log_names
+            if names is None:
+                try:
+                    names = os.listdir(self.logs_dir)
+                except OSError:
+                    names = []
             for name in names:  # names only: a Path is built for the logs of the jobs asked about
                 if not name.endswith((".out", ".err")):
                     continue
@@ -654,21 +658,26 @@ def _why(job: JobState, diagnosis: LogDiagnosis | None) -> Text:
 
 
 def details_table(result: PollResult, monitor: JobsMonitor) -> Table:
-    """One row per job: state, HTCondor id, exit code or signal, resubmissions, queue, and why
-    (hold reason, the error line of its log with its class). Log text is never markup."""
+    """One row per job (more than ``DETAILS_ALL_JOBS`` jobs: per job not idle, running or done): state,
+    HTCondor id, exit code or signal, resubmissions, queue, and why (hold reason, the error line of
+    its log with its class). Log text is never markup."""
     table = Table(title="Job status")
     for column in ("Job", "State", "HTCondor", "Exit", "Resubm.", "Queue"):
         table.add_column(column, no_wrap=True)
     table.add_column("Why", overflow="fold")
-    logs = stdout_logs_by_job(monitor.logs_dir, monitor.state.clusters)
-    for index, state in sorted(result.states.items()):
+    shown = sorted(result.states.items())
+    if len(shown) > DETAILS_ALL_JOBS:
+        shown = [(i, s) for i, s in shown if s not in ("idle", "running", "done")]
+        table.caption = Text(f"{len(result.states) - len(shown)} idle, running or done jobs not listed "
+                             f"(more than {DETAILS_ALL_JOBS} jobs; see the summary)")
+    for index, state in shown:  # logs from the poll's one listing of logs/
         job = result.jobs.get(index) or JobState(index, state)
         try:
             queue = job_flavour((monitor.folder / f"{job_name(index)}.sub").read_text(encoding="utf-8")) or "-"
         except OSError:
             queue = "-"
         label = state + (" (gave up)" if index in result.gave_up else "")
-        diagnosis = monitor.diagnosis(index, logs) if state not in ("done", "idle", "running", "evicted") else None
+        diagnosis = monitor.diagnosis(index) if state not in ("done", "idle", "running", "evicted") else None
         table.add_row(job_name(index), Text(label, style=STATE_COLOURS.get(state, "")), job.job_id or "-",
                       job.outcome or "-", str(monitor.state.resubmissions.get(index, 0)), queue, _why(job, diagnosis))
     return table

@@ -282,24 +282,6 @@ def diagnose_logs(paths: Sequence[Path]) -> LogDiagnosis | None:
     return last
 
 
-def stdout_logs_by_job(logs_dir: Path, cluster_jobs: Mapping[int, int] | None = None) -> dict[int, list[Path]]:
-    """``job_stdout_logs`` for every job with one listing of ``logs_dir``."""
-    cluster_jobs = cluster_jobs or {}
-    found: dict[int, list[Path]] = {}
-    try:
-        entries = list(os.scandir(logs_dir))
-    except OSError:
-        return found
-    for entry in entries:
-        parsed = parse_log_name(entry.name)
-        if parsed is None or parsed[2] == "log":
-            continue
-        cluster, index, _ = parsed
-        owner = cluster_jobs.get(cluster, index) if cluster is not None else index
-        found.setdefault(owner, []).append(Path(entry.path))
-    return found
-
-
 __all__ = [
     "READ_FAILURE_TRIGGERS",
     "LogDiagnosis",
@@ -313,5 +295,4 @@ __all__ = [
     "parse_user_log",
     "read_failure_in_file",
     "read_user_logs",
-    "stdout_logs_by_job",
 ]

@@ -504,14 +504,18 @@ class JobStateReader:
         self.schedd_error: str | None = None
         self.queries = 0
         self._cursors: dict[str, _LogCursor] = {}  # by the log's path
+        self.log_names: list[str] | None = None
+        """Every name in ``logs/`` at the last ``read()`` (its one listing; check-jobs finds the jobs'
+        stdout/stderr in it instead of listing the folder again)."""
 
     # -- the event logs
     def _job_logs(self) -> dict[int, list[str]]:
         """Every job's event logs, from one listing of ``logs/`` (names only: no Path per file)."""
         logs: dict[int, list[str]] = {}
         try:
-            names = os.listdir(self.logs_dir)
+            names = self.log_names = os.listdir(self.logs_dir)
         except OSError:
+            self.log_names = []
             return logs
         base = str(self.logs_dir)
         for name in names:
