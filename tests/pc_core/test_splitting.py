@@ -246,17 +246,21 @@ def test_empty_dataset_is_left_out_with_warning(caplog):
     assert any("'E' has no files" in r.getMessage() for r in caplog.records)
 
 
+META = {"sample": "A", "year": "2018", "isMC": False}  # what every fileset entry has (pc_core.fileset)
+
+
 @pytest.mark.parametrize(
     ("fileset", "kwargs", "match"),
     [
         ({}, {"scaleout": 2}, "empty"),
-        ({"D": {"files": "a.root", "metadata": {}}}, {"scaleout": 2}, "'D': expected a mapping with a 'files' list"),
-        ({"D": {"files": ["a", "b"], "metadata": {"sample": "A"}}}, {"scaleout": 2}, "'D'.*needs metadata 'nevents'"),
-        ({"D": {"files": ["a", "b"], "metadata": {"nevents": 4, "file_nevents": [4]}}}, {"scaleout": 2},
-         "'D': metadata file_nevents must be a list with one event count per file"),
-        ({"D": {"files": ["a"], "metadata": {"nevents": "many"}}}, {"scaleout": 2}, "nevents = 'many'"),
-        ({"D": {"files": ["a"], "metadata": {"nevents": 3}}}, {"max_events_per_job": {"default": 3}},
-         "'D': metadata has no 'sample'"),
+        ({"D": {"files": "a.root", "metadata": META}}, {"scaleout": 2}, "'D': 'files' must be a list of file URLs"),
+        ({"D": {"files": ["a", "b"], "metadata": META}}, {"scaleout": 2}, "'D'.*needs metadata 'nevents'"),
+        ({"D": {"files": ["a", "b"], "metadata": {**META, "nevents": 4, "file_nevents": [4]}}}, {"scaleout": 2},
+         "'D': file_nevents must be a list with one count per file"),
+        ({"D": {"files": ["a"], "metadata": {**META, "nevents": "many"}}}, {"scaleout": 2},
+         "'D': nevents = 'many' is not a number"),
+        ({"D": {"files": ["a"], "metadata": {"year": "2018", "isMC": False, "nevents": 3}}},
+         {"max_events_per_job": {"default": 3}}, "'D': metadata lacks the required key 'sample'"),
     ],
 )
 def test_bad_filesets(fileset, kwargs, match):
@@ -323,7 +327,7 @@ def test_split_real_nanoaod_files(nanoaod_dir):
     fileset = {
         "real_2018": {
             "files": [str(p) for p in paths],
-            "metadata": {"sample": "real", "year": "2018", "isMC": "True", "nevents": sum(counts),
+            "metadata": {"sample": "real", "year": "2018", "isMC": "True", "xsec": 1.0, "nevents": sum(counts),
                          "file_nevents": counts},
         }
     }

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import DatasetError, RunOptionsError
+from .fileset import normalise_dataset
 from .run_options import is_int, per_sample_int_problem, per_sample_value, warn_unknown_samples
 
 logger = logging.getLogger(__name__)
@@ -65,47 +66,24 @@ class _FileRef:
 # ----------------------------------------------------------------------------------------
 
 
-def _as_count(value: Any, dataset: str, what: str) -> int:
-    if isinstance(value, bool):
-        raise DatasetError(f"dataset {dataset!r}: metadata {what} = {value!r} is not an event count")
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise DatasetError(f"dataset {dataset!r}: metadata {what} = {value!r} is not an event count") from None
-    if count < 0 or (isinstance(value, float) and value != count):
-        raise DatasetError(f"dataset {dataset!r}: metadata {what} = {value!r} is not an event count (integer >= 0)")
-    return count
-
-
 def file_events(dataset: str, entry: Mapping[str, Any]) -> list[int] | None:
-    """Per-file event counts of one dataset; None when the metadata has neither source."""
-    files = entry["files"]
-    metadata = entry.get("metadata") or {}
-    if "file_nevents" in metadata:
-        counts = metadata["file_nevents"]
-        if not isinstance(counts, Sequence) or isinstance(counts, str) or len(counts) != len(files):
-            raise DatasetError(
-                f"dataset {dataset!r}: metadata file_nevents must be a list with one event count per file "
-                f"({len(files)} files), got {counts!r}"
-            )
-        return [_as_count(c, dataset, f"file_nevents[{i}]") for i, c in enumerate(counts)]
-    if "nevents" in metadata:
-        total = _as_count(metadata["nevents"], dataset, "nevents")
-        if not files:
-            return []
-        base, remainder = divmod(total, len(files))
-        return [base + 1 if i < remainder else base for i in range(len(files))]
-    return None
+    """Per-file event counts of one dataset; None when the metadata has neither ``file_nevents``
+    nor ``nevents``. The entry is validated by ``pc_core.fileset.normalise_dataset``."""
+    entry = normalise_dataset(dataset, entry, "the fileset to split")
+    files, metadata = entry["files"], entry["metadata"]
+    if metadata.get("file_nevents") is not None:
+        return metadata["file_nevents"]
+    if metadata.get("nevents") is None:
+        return None
+    if not files:
+        return []
+    base, remainder = divmod(metadata["nevents"], len(files))
+    return [base + 1 if i < remainder else base for i in range(len(files))]
 
 
 def _check_fileset(fileset: Any) -> None:
     if not isinstance(fileset, Mapping) or not fileset:
         raise DatasetError("the fileset to split is empty or not a mapping {dataset: {files, metadata}}")
-    for name, entry in fileset.items():
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("files"), list):
-            raise DatasetError(f"dataset {name!r}: expected a mapping with a 'files' list and a 'metadata' mapping")
-        if not isinstance(entry.get("metadata", {}), Mapping):
-            raise DatasetError(f"dataset {name!r}: 'metadata' must be a mapping")
 
 
 def _file_refs(fileset: Mapping[str, Any], need_events: bool) -> dict[str, list[_FileRef]]:
@@ -126,13 +104,6 @@ def _file_refs(fileset: Mapping[str, Any], need_events: bool) -> dict[str, list[
     if not refs:
         raise DatasetError("the fileset to split has no files")
     return refs
-
-
-def _sample_of(name: str, entry: Mapping[str, Any]) -> str:
-    metadata = entry.get("metadata") or {}
-    if "sample" not in metadata:
-        raise DatasetError(f"dataset {name!r}: metadata has no 'sample', needed for per-sample max-events-per-job")
-    return str(metadata["sample"])
 
 
 # ----------------------------------------------------------------------------------------
@@ -257,7 +228,7 @@ def split_fileset(
 
 def _split_per_sample(fileset: Mapping[str, Any], budgets: Mapping[str, int]) -> list[Job]:
     refs = _file_refs(fileset, need_events=True)
-    samples = {name: _sample_of(name, fileset[name]) for name in refs}
+    samples = {name: str(fileset[name]["metadata"]["sample"]) for name in refs}  # checked by file_events
     warn_unknown_samples(budgets, "max-events-per-job", samples.values())
     groups: list[list[_FileRef]] = []
     for name, dataset_refs in refs.items():
