@@ -14,7 +14,6 @@ folder is not on ``sys.path``.
 """
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import importlib.util
 import os
@@ -23,21 +22,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 import cloudpickle
 
+from .configurator import CONFIG_DIR, Configurator
 from .errors import ConfigError, PocketCoffeaError
-
-if TYPE_CHECKING:
-    from .configurator import Configurator
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 PYTHON_SUFFIXES = (".py",)
-
-CONFIG_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("pc_core_config_dir", default=None)
-"""The folder of the config file being executed; Configurators built meanwhile use it as base_dir."""
-
 
 def _module_name_for(path: Path) -> str:
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
@@ -153,8 +145,6 @@ JOB_FORMAT = "pocket-coffea-job/1"
 
 def _load_job(path: Path, data: dict) -> Configurator:
     """The shared configurator named by the job data (relative to the job file) restricted to its fileset."""
-    from .configurator import Configurator
-
     name = data.get("configurator")
     fileset = data.get("fileset")
     if not isinstance(name, str) or not name:
@@ -183,8 +173,6 @@ def load_configurator(path: str | os.PathLike, load: bool = True) -> Configurato
     the shared configurator next to it, restricted to the job's fileset). Dataset JSON paths written relative in a ``.py`` config
     resolve relative to the config file's folder, unless the config passed ``base_dir``.
     """
-    from .configurator import Configurator
-
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise ConfigError(f"Config file {path} does not exist")

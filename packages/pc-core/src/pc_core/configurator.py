@@ -8,6 +8,7 @@ sample. It never mutates the user's objects: containers are rebuilt, ``Cut``/``H
 """
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import math
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config_loading import CONFIG_DIR, load_configurator
 from .config_resolution import (
     check_keys,
     check_columns,
@@ -29,14 +29,20 @@ from .config_resolution import (
     resolve_weights,
     weight_names,
 )
+from .config_summary import configurator_summary, save_configurator
 from .cuts import Cut
 from .errors import ConfigError, DatasetError
+from .fileset import FilesetFilter, check_unique_files, filter_fileset, load_fileset_jsons, normalise_dataset
 from .histograms import HistConf
 from .parameters import default_parameters, lumi_pb, merge_parameters
 from .selections import CartesianSelection, MultiCut, StandardSelection, check_category_names
 from .weights import BUILTIN_WEIGHTS
 
 log = logging.getLogger(__name__)
+
+CONFIG_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("pc_core_config_dir", default=None)
+"""The folder of the config file being executed (``config_loading``); Configurators built
+meanwhile use it as their base_dir."""
 
 DATASETS_KEYS = ("jsons", "filter", "subsamples")
 VARIATIONS_KEYS = ("weights",)
@@ -305,8 +311,6 @@ class Configurator:
         return result
 
     def _read_datasets(self, datasets: Any):
-        from .fileset import FilesetFilter, load_fileset_jsons
-
         if not isinstance(datasets, Mapping):
             raise ConfigError(
                 'datasets must be a dict {"jsons": [...], "filter": {...}, "subsamples": {...}}, '
@@ -361,8 +365,6 @@ class Configurator:
 
         Every fileset a run processes passes here (``load``, ``with_fileset``, ``filter``), so
         this is where a file listed twice is refused."""
-        from .fileset import check_unique_files
-
         check_unique_files(fileset)
         samples_is_mc: dict[str, bool] = {}
         first_dataset: dict[str, str] = {}
@@ -441,8 +443,6 @@ class Configurator:
 
     def with_fileset(self, fileset: Mapping[str, Any]) -> Configurator:
         """A loaded copy working on ``fileset`` (e.g. filtered or limited); ``self`` is untouched."""
-        from .fileset import normalise_dataset
-
         self._require_loaded("with_fileset")
         if not isinstance(fileset, Mapping) or not fileset:
             raise DatasetError("with_fileset() needs a non-empty fileset {dataset: {files, metadata}}")
@@ -465,8 +465,6 @@ class Configurator:
         datasets: str | Sequence[str] | None = None,
     ) -> Configurator:
         """A loaded copy keeping only the matching datasets (comma-separated strings accepted)."""
-        from .fileset import filter_fileset
-
         self._require_loaded("filter")
         filtered = filter_fileset(
             self.fileset, samples=samples, years=years, datasets=datasets, source="The configured fileset"
@@ -478,17 +476,13 @@ class Configurator:
     def save_config(self, outputdir: str | os.PathLike) -> dict[str, Path]:
         """Write ``config.json`` (readable summary), ``configurator.pkl`` and
         ``parameters_dump.yaml`` into ``outputdir``, atomically; returns their paths."""
-        from .config_summary import save_configurator
-
         self._require_loaded("save_config")
         return save_configurator(self, outputdir)
 
     def summary(self) -> dict[str, Any]:
         """The ``config.json`` content as a dict."""
-        from .config_summary import configurator_summary
-
         self._require_loaded("summary")
         return configurator_summary(self)
 
 
-__all__ = ["Configurator", "ConfiguratorInputs", "NotLoadedError", "expand_categories_checked", "load_configurator"]
+__all__ = ["CONFIG_DIR", "Configurator", "ConfiguratorInputs", "NotLoadedError", "expand_categories_checked"]
