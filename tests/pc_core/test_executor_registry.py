@@ -262,3 +262,21 @@ def test_custom_setup_with_the_spec_signature(tmp_path):
     path.write_text(SPEC_SIGNATURE_MODULE)
     factory = get_executor_factory("dask", {"scaleout": 4}, outputdir=tmp_path / "out", custom_setup=path)
     assert factory.get() == ("spec", 4, None)
+
+
+def test_manual_job_engines_are_declared_by_class_not_by_a_submit_attribute():
+    from pc_core.errors import ExecutorError
+    from pc_core.executors import ExecutorFactoryABC, ManualJobFactory, load_factory_class
+
+    assert issubclass(load_factory_class("condor"), ManualJobFactory)
+    assert not issubclass(load_factory_class("dask"), ManualJobFactory)
+    with pytest.raises(TypeError, match="submit"):
+        type("NoSubmit", (ManualJobFactory,), {})({})  # submit is abstract
+
+    class Jobs(ManualJobFactory):
+        def submit(self, cfg, console=None):
+            return [cfg]
+
+    with pytest.raises(ExecutorError, match="Jobs is a manual-job executor"):
+        Jobs({}).get()
+    assert Jobs({}).submit("cfg") == ["cfg"] and isinstance(Jobs({}), ExecutorFactoryABC)

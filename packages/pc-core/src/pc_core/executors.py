@@ -76,6 +76,24 @@ class ExecutorFactoryABC(abc.ABC):
         self.close()
 
 
+class ManualJobFactory(ExecutorFactoryABC):
+    """An executor that processes nothing itself: it writes and submits batch jobs (``condor@site``).
+
+    ``run`` hands the loaded Configurator to ``submit`` instead of starting coffea's Runner;
+    the jobs run ``pocket-coffea run`` on their part of the fileset.
+    """
+
+    def get(self) -> Any:
+        raise ExecutorError(
+            f"{type(self).__name__} is a manual-job executor: it submits jobs through submit(cfg) and "
+            "provides no executor for coffea's Runner"
+        )
+
+    @abc.abstractmethod
+    def submit(self, cfg: Any, console: Any = None) -> Any:
+        """Prepare and submit the jobs of ``cfg``; returns what was submitted."""
+
+
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
     """The installed entry points of the executor group (one place to read them)."""
     return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))

@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 from pc_core.errors import ExecutorError
-from pc_core.executors import ExecutorFactoryABC, find_grid_proxy
+from pc_core.executors import ManualJobFactory, find_grid_proxy
 from pc_core.splitting import Job, resolve_job_chunksize, split_fileset
 from rich.console import Console
 from rich.table import Table
@@ -115,7 +115,7 @@ def jobs_table(jobs: list[Job], chunksizes: list[int], max_rows: int = JOBS_TABL
     return table
 
 
-class CondorExecutorFactory(ExecutorFactoryABC):
+class CondorExecutorFactory(ManualJobFactory):
     """Writes and submits self-contained HTCondor jobs; coffea's Runner never sees an executor."""
 
     def setup(self) -> None:
@@ -124,12 +124,6 @@ class CondorExecutorFactory(ExecutorFactoryABC):
             raise ExecutorError(f"condor executor: unexpected options {unknown}; accepted: {list(RECREATE_OPTIONS)}")
         if self.outputdir is None:
             raise ExecutorError("the condor executor needs an output directory (-o/--outputdir)")
-
-    def get(self) -> Any:
-        raise ExecutorError(
-            f"{self.run_options.executor if hasattr(self.run_options, 'executor') else 'condor'} is a manual-job "
-            "executor: it submits HTCondor jobs through submit(cfg) and provides no executor for coffea's Runner"
-        )
 
     @property
     def jobs_dir(self) -> JobsDir:

@@ -30,7 +30,7 @@ from pc_core.config_loading import load_configurator
 from pc_core.config_summary import plain
 from pc_core.configurator import Configurator
 from pc_core.errors import PocketCoffeaError, RunInterrupted, RunOptionsError
-from pc_core.executors import get_executor_factory, load_factory_class
+from pc_core.executors import ManualJobFactory, get_executor_factory, load_factory_class
 from pc_core.fileset import limit_files
 from pc_core.output import save_output
 from pc_core.run_options import RunOptions, chunksize_for_sample, load_run_options, parse_executor
@@ -178,7 +178,7 @@ def _is_manual_job_executor(executor: str, custom_setup) -> bool:
         factory_class = load_factory_class(parse_executor(executor)[0])
     except PocketCoffeaError:
         return False  # get_executor_factory names the problem
-    return callable(getattr(factory_class, "submit", None))
+    return issubclass(factory_class, ManualJobFactory)
 
 
 def _source_digest(path) -> str | None:
