@@ -46,3 +46,39 @@ def queue_items(path: Path) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("queue chunksize from ("))
     end = next(i for i in range(start, len(lines)) if lines[i].strip() == ")")
     return [line.strip() for line in lines[start + 1 : end]]
+
+
+def local_reference(folder: Path, fileset: dict):
+    """A local iterative run of the test analysis over ``fileset``: what merging its condor jobs must give."""
+    from pc_core.output import load_output
+
+    analysis = make_analysis(folder / "analysis", fileset)
+    result = invoke_run(["--cfg", analysis, "-o", folder / "out", "-e", "iterative", "-ll", "WARNING"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return load_output(folder / "out" / "output_all.coffea")
+
+
+def assert_merged_equals(jobs_dir: Path, reference, fileset: dict) -> dict:
+    """``merge-outputs -jc`` of a jobs folder equals ``reference`` (a local run of the same config).
+
+    The event counts are checked against the files themselves (uproot), then every histogram
+    bin by bin, the sums of gen-weights and the cutflow; the per-job bookkeeping
+    (``processing_metadata``: chunks, timing, which job read what) legitimately differs.
+    """
+    from click.testing import CliRunner
+    from pc_core.output import load_output
+    from pc_jobs.merge import merge_outputs_command
+
+    merge = CliRunner().invoke(merge_outputs_command, ["-jc", str(jobs_dir), "-ll", "WARNING"])
+    assert merge.exit_code == 0, (merge.output, merge.exception)
+    merged = load_output(jobs_dir.parent / "output_merged.coffea")
+    expected = {name: sum(n_events(Path(f)) for f in entry["files"]) for name, entry in fileset.items()}
+    assert merged["cutflow"]["initial"] == expected
+    assert_outputs_equal(reference, merged, skip=("processing_metadata",))
+    return merged
+
+
+def logs_tail(jobs_dir: Path, chars: int = 1500) -> dict[str, str]:
+    """The end of every log of a jobs folder (for assertion messages)."""
+    return {p.name: p.read_text(errors="replace")[-chars:] for p in sorted((jobs_dir / "logs").glob("job_*"))
+            if p.is_file()}

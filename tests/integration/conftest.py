@@ -194,3 +194,25 @@ def slurm_cluster(services) -> dict:
                            capture_output=True, text=True, timeout=30).stdout.strip()
     require_service("SLURM", state in ("idle", "mix", "alloc"), f"node {info['node']} is {state!r}, not idle")
     return info
+
+
+@pytest.fixture(scope="module")
+def reference_output(nanoaod_dir, tmp_path_factory):
+    """(output, fileset): the real NanoAOD files copied where the condor pool's jobs can read them
+    (/tmp: the jobs run in a chroot that does not see ../shared) and one local iterative run of the
+    test analysis over them per module; the condor tests' merged outputs must equal it
+    (``condor_testlib.assert_merged_equals``)."""
+    import tempfile
+
+    from condor_testlib import fileset_for, local_reference
+
+    data_dir = Path(tempfile.mkdtemp(prefix="pc-condor-data-", dir="/tmp"))
+    try:
+        data_dir.chmod(0o755)
+        for name in ("nano_dy.root", "nano_dy_empty.root", "nano_dimuon.root", "nano_tt_v12.root"):
+            shutil.copy(nanoaod_dir / name, data_dir / name)
+            (data_dir / name).chmod(0o644)
+        fileset = fileset_for(data_dir)
+        yield local_reference(tmp_path_factory.mktemp("reference"), fileset), fileset
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
