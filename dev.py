@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-PACKAGES = ["pc-core", "pc-datasets", "pc-run", "pc-jobs", "pc-plots"]
+PACKAGES = ["pc-core", "pc-datasets", "pc-run", "pc-jobs", "pc-plots", "pc-demo"]
 STAMP = VENV / ".pocket-coffea-installed"
 # Bytecode compiled at install time (pip's default, not uv's): without it every command
 # compiles coffea, awkward, ... from source whenever .pyc files cannot be written
@@ -38,7 +38,7 @@ def requirements_digest() -> str:
 
 
 def ensure_environment() -> None:
-    """Create the venv and install the six distributions (editable) when anything changed."""
+    """Create the venv and install the seven distributions (editable) when anything changed."""
     if not venv_bin("python").exists():
         print(f"Creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)

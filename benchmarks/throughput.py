@@ -43,7 +43,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from pc_run.demo_data import NanoLZMA
+from pc_demo import NanoLZMA
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "nanoaod" / "nano_dy.root"

@@ -400,10 +400,10 @@ def test_files_jobs_read_are_0644_under_umask_077(tmp_path):
 
 def test_demo_data_files_are_0644_under_umask_077(tmp_path):
     np = pytest.importorskip("numpy")
-    demo = pytest.importorskip("pc_run.demo_data")
+    writer = pytest.importorskip("pc_demo.writer")
     with umask(0o077):
-        demo._write_json(tmp_path / "fileset.json", {"a": 1})
+        writer.write_json(tmp_path / "fileset.json", {"a": 1})
         events = {"run": np.ones(3, np.uint32), "luminosityBlock": np.ones(3, np.uint32),
                   "event": np.arange(3, dtype=np.uint64)}
-        demo.write_nanoaod(tmp_path / "nano.root", events, {"run": np.ones(1, np.uint32)}, None)
+        writer.write_nanoaod(tmp_path / "nano.root", events, {"run": np.ones(1, np.uint32)}, None)
     assert mode(tmp_path / "fileset.json") == 0o644 and mode(tmp_path / "nano.root") == 0o644

@@ -18,7 +18,7 @@ import uproot
 
 from analysis_testlib import invoke_run
 from pc_core.output import load_output
-from pc_run.demo_data import generate_demo_data
+from pc_demo import generate_demo_data
 
 CONFIG = Path(__file__).resolve().parents[2] / "examples" / "dilepton" / "config.py"
 TRIGGERS = ("IsoMu24", "Mu17_TrkIsoVVL_Mu8_TrkIsoVVL_DZ_Mass3p8", "Ele32_WPTight_Gsf")

@@ -12,17 +12,17 @@ import pytest
 import uproot
 from click.testing import CliRunner
 
-from pc_run.demo_data import (
+from pc_demo import (
     DATA,
     DY,
-    ERA_A_RUNS,
     FILESET_NAME,
     MANIFEST_NAME,
     TTBAR,
     DemoDataError,
     generate_demo_data,
-    generate_demo_data_command,
 )
+from pc_demo.cli import generate_demo_data_command
+from pc_demo.samples import ERA_A_RUNS
 
 SMALL = dict(seed=7, events_per_file=3000, files_per_sample=2, data_files=1)
 TINY = dict(seed=11, events_per_file=400, files_per_sample=1, data_files=1, compression="zstd")
