@@ -14,7 +14,7 @@ from rich.console import Console
 from pc_core.cli_support import run_cli
 
 COMMANDS_GROUP = "pocket_coffea.commands"
-DISTRIBUTIONS = ("pocket-coffea", "pc-core", "pc-run", "pc-jobs", "pc-datasets", "pc-plots")
+DISTRIBUTIONS = ("pocket-coffea", "pc-core", "pc-run", "pc-jobs", "pc-datasets", "pc-plots", "pc-demo")
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
 
 BANNER = r"""

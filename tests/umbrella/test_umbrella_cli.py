@@ -19,10 +19,10 @@ def test_banner_shows_version_and_docs():
     assert "--help" in result.stdout
 
 
-def test_version_lists_all_six_packages():
+def test_version_lists_all_seven_packages():
     result = run_cli("-v")
     assert result.returncode == 0, result.stderr
-    for dist in ("pocket-coffea", "pc-core", "pc-run", "pc-jobs", "pc-datasets", "pc-plots"):
+    for dist in ("pocket-coffea", "pc-core", "pc-run", "pc-jobs", "pc-datasets", "pc-plots", "pc-demo"):
         assert dist in result.stdout
     assert "not installed" not in result.stdout
 
