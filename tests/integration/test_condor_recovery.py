@@ -269,3 +269,49 @@ def test_check_jobs_resubmit_without_coffea_recovers_a_real_failed_job(condor_po
         assert_merged_equals(jobs_dir, *reference_output)
     finally:
         _remove_all(jobs_dir)
+
+
+def test_a_job_htcondor_retries_is_never_resubmitted_by_a_watching_check_jobs(condor_pool, shared_dir,
+                                                                             reference_output):
+    import io
+    import threading
+
+    from rich.console import Console
+
+    from pc_jobs.check_jobs import check_jobs
+
+    # the first attempt exits 7 before its analysis; HTCondor runs the job again itself (max_retries 2)
+    first = shared_dir / "first-attempt"
+    fail_first = f"[ -e {first} ] || {{ : > {first}; echo 'first attempt fails on purpose' >&2; exit 7; }}"
+    options = ("local-virtualenv: true\nmem-per-worker: 1000MB\nmax-retries: 2\n"
+               f"custom-setup-commands:\n  - {json.dumps(fail_first)}\n")
+    jobs_dir, _ = _prepare(shared_dir, reference_output[1], options, 1)
+    try:
+        assert sub_commands(jobs_dir / "job_0.sub")["max_retries"] == "2"
+        output = io.StringIO()
+        outcome: dict = {}
+
+        def watch() -> None:  # check-jobs --resubmit, live, from submission to the end
+            try:
+                outcome["result"] = check_jobs(jobs_dir, resubmit=True, interval=1.0, group_by="none",
+                                               console=Console(file=output, width=300))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                outcome["error"] = exc
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        watcher.join(timeout=HOLD_WAIT * 4)
+        assert not watcher.is_alive(), f"check-jobs still watching: {output.getvalue()[-3000:]}"
+        assert "error" not in outcome, (outcome, output.getvalue()[-3000:])
+        assert outcome["result"].states == {0: "done"}, output.getvalue()[-3000:]
+        assert first.exists()  # the first attempt did fail
+
+        # HTCondor ran the one copy twice (exit 7, then 0); check-jobs resubmitted nothing
+        events = (jobs_dir / "logs" / "job_0.log").read_text()
+        assert events.count("000 (") == 1 and events.count("001 (") == 2, events[-3000:]
+        assert "Normal termination (return value 7)" in events and "Normal termination (return value 0)" in events
+        assert _history(jobs_dir) == [] and not (jobs_dir / "check_jobs_state.json").exists()
+        assert _copies(jobs_dir) == []
+        assert_merged_equals(jobs_dir, *reference_output)
+    finally:
+        _remove_all(jobs_dir)
