@@ -99,10 +99,15 @@ def raw_rate(files: list[Path], branches: list[str], processes: int) -> float:
     return raw_read_rate(files, branches, processes)
 
 
-def run(fileset: Path, outdir: Path, executor: list[str]) -> dict:
-    """``pocket-coffea run`` in a fresh parent process: wall time, report, peak RSS, launch to first chunk."""
+def run(fileset: Path, outdir: Path, executor: list[str], code: Path | None = None) -> dict:
+    """``pocket-coffea run`` in a fresh parent process: wall time, report, peak RSS, launch to first chunk.
+
+    ``code``: another checkout (or export) of the repository whose packages are imported instead."""
     shutil.rmtree(outdir, ignore_errors=True)
     env = dict(os.environ, POCKET_COFFEA_BENCH_FILESET=str(fileset))
+    if code is not None:
+        sources = [str(p) for p in sorted((code / "packages").glob("*/src"))] + [str(code / "src")]
+        env["PYTHONPATH"] = os.pathsep.join([*sources, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     command = [sys.executable, "-m", "pocket_coffea.cli", "run", "--cfg", str(CONFIG), "-o", str(outdir), *executor]
     probe = (
         "import resource, subprocess, sys, time;"
@@ -121,7 +126,8 @@ def run(fileset: Path, outdir: Path, executor: list[str]) -> dict:
         "events": totals["events"],
         "chunk_rate": totals["events"] / totals["processing_seconds"],
         "whole_rate": totals["events"] / wall,
-        "first_chunk": totals["processing_started"] - float(launched),
+        # launch to the first chunk handed out (None: code without processing_started in its report)
+        "first_chunk": (totals["processing_started"] - float(launched)) if totals.get("processing_started") else None,
         "peak_mb": int(peak_kb) / 1024,
         "chunks": totals["chunks"],
     }
@@ -131,12 +137,20 @@ def _fmt(values, spec=".2f"):
     return "[" + ", ".join(format(v, spec) for v in values) + "]"
 
 
-def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repeat: int, chunking: list[str]) -> dict:
+def _median_s(values) -> str:
+    values = [v for v in values if v is not None]
+    return f"{statistics.median(values):.2f} s" if values else "n/a"
+
+
+def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repeat: int, chunking: list[str],
+                  baseline: Path | None = None) -> dict:
     branches = branches_read(fileset)
     n_events = sum(uproot.open(f)["Events"].num_entries for f in files)
     total_branches = len(uproot.open(files[0])["Events"].keys())
-    kinds = ["raw", "raw2", "iterative", "futures"]
     executors = {"iterative": ["-e", "iterative"], "futures": ["-e", "futures", "-s", "2"]}
+    if baseline is not None:
+        executors.update({"iterative baseline": ["-e", "iterative"], "futures baseline": ["-e", "futures", "-s", "2"]})
+    kinds = ["raw", "raw2", *executors]
     results: dict[str, list] = {k: [] for k in kinds}
     print(f"\n== {name}: {n_events} events in {len(files)} files, {total_branches} branches, "
           f"{len(branches)} read by the analysis", flush=True)
@@ -147,13 +161,16 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
             elif kind == "raw2":
                 results[kind].append(raw_rate(files, branches, 2))
             else:
-                results[kind].append(run(fileset, work / f"out-{name}-{kind}", executors[kind] + chunking))
-        it, fu = results["iterative"][-1], results["futures"][-1]
-        print(f"round {round_index + 1}: raw {results['raw'][-1]:,.0f}/s, raw 2 proc {results['raw2'][-1]:,.0f}/s | "
-              f"iterative chunk {it['chunk_rate']:,.0f}/s whole {it['whole_rate']:,.0f}/s first chunk "
-              f"{it['first_chunk']:.2f} s RSS {it['peak_mb']:.0f} MB | futures -s 2 chunk {fu['chunk_rate']:,.0f}/s "
-              f"whole {fu['whole_rate']:,.0f}/s first chunk {fu['first_chunk']:.2f} s RSS {fu['peak_mb']:.0f} MB",
-              flush=True)
+                code = baseline if kind.endswith("baseline") else None
+                results[kind].append(run(fileset, work / f"out-{name.split()[0]}-{kind.replace(' ', '-')}",
+                                         executors[kind] + chunking, code))
+        line = f"round {round_index + 1}: raw {results['raw'][-1]:,.0f}/s, raw 2 proc {results['raw2'][-1]:,.0f}/s"
+        for kind in executors:
+            r = results[kind][-1]
+            first = f"{r['first_chunk']:.2f} s" if r["first_chunk"] is not None else "n/a"
+            line += (f" | {kind} chunk {r['chunk_rate']:,.0f}/s whole {r['whole_rate']:,.0f}/s first chunk {first} "
+                     f"RSS {r['peak_mb']:.0f} MB")
+        print(line, flush=True)
     raw, raw2 = results["raw"], results["raw2"]
     it, fu = results["iterative"], results["futures"]
     ratios = {
@@ -165,19 +182,27 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
         "futures -s 2 / iterative, whole command": [f["whole_rate"] / i["whole_rate"] for f, i in zip(fu, it)],
         "raw read, 2 processes / 1 (the machine)": [b / a for a, b in zip(raw, raw2)],
     }
+    if baseline is not None:
+        for kind in ("iterative", "futures"):
+            new, old = results[kind], results[f"{kind} baseline"]
+            label = kind if kind == "iterative" else "futures -s 2"
+            ratios[f"{label} / baseline, chunk phase"] = [n["chunk_rate"] / o["chunk_rate"] for n, o in zip(new, old)]
+            ratios[f"{label} / baseline, whole command"] = [n["whole_rate"] / o["whole_rate"] for n, o in zip(new, old)]
     print(f"-- {name}: medians over {repeat} rounds (events/s; ratios within a round)")
     print(f"raw read 1 process {statistics.median(raw):,.0f}, 2 processes {statistics.median(raw2):,.0f}")
-    for label, runs in (("iterative", it), ("futures -s 2", fu)):
+    for label, runs in results.items():
+        if label in ("raw", "raw2"):
+            continue
         print(f"{label}: chunk phase {statistics.median(r['chunk_rate'] for r in runs):,.0f}, whole command "
               f"{statistics.median(r['whole_rate'] for r in runs):,.0f}, launch to first chunk "
-              f"{statistics.median(r['first_chunk'] for r in runs):.2f} s, peak RSS {max(r['peak_mb'] for r in runs):.0f} MB, "
+              f"{_median_s(r['first_chunk'] for r in runs)}, peak RSS {max(r['peak_mb'] for r in runs):.0f} MB, "
               f"{runs[0]['chunks']} chunks")
     for label, values in ratios.items():
-        print(f"{label:42s} = {statistics.median(values):.2f} {_fmt(values)}")
+        print(f"{label:44s} = {statistics.median(values):.2f} {_fmt(values)}")
     return {"results": results, "ratios": ratios}
 
 
-def measure_startup(work: Path, repeat: int, counts: bool) -> None:
+def measure_startup(work: Path, repeat: int, counts: bool, baseline: Path | None = None) -> None:
     """Launch to first chunk of ``iterative`` on the 40-event nano_dy.root, and on 4 copies of it
     (1499-branch trees: what preprocessing costs on wide production trees)."""
     one = _fileset(work / "fileset_40.json", [NANO / "nano_dy.root"], counts)
@@ -188,15 +213,26 @@ def measure_startup(work: Path, repeat: int, counts: bool) -> None:
             shutil.copyfile(NANO / "nano_dy.root", target)  # a temp copy, removed with the work folder
         copies.append(target)
     four = _fileset(work / "fileset_4x1499.json", copies, counts)
-    timings: dict[str, list[float]] = {"40 events, 1 file": [], "4 files of 1499 branches": []}
+    no_counts = _fileset(work / "fileset_4x1499_no_counts.json", copies, False)
+    cases = {"40 events, 1 file": one, "4 files of 1499 branches": four}
+    if counts:
+        cases["4 files of 1499 branches, no counts"] = no_counts
+    if baseline is not None:
+        cases.update({f"{label}, baseline": fileset for label, fileset in list(cases.items())})
+    first: dict[str, list] = {label: [] for label in cases}
+    whole: dict[str, list] = {label: [] for label in cases}
     for round_index in range(repeat):
-        order = list(timings) if round_index % 2 == 0 else list(reversed(list(timings)))
+        order = list(cases) if round_index % 2 == 0 else list(reversed(list(cases)))
         for label in order:
-            fileset = one if label.startswith("40") else four
-            timings[label].append(run(fileset, work / "out-startup", ["-e", "iterative"])["first_chunk"])
-    print(f"\n== launch to first chunk, iterative, {repeat} rounds: median [every round]")
-    for label, values in timings.items():
-        print(f"{label:26s}: {statistics.median(values):.2f} s {_fmt(values)}")
+            result = run(cases[label], work / "out-startup", ["-e", "iterative"],
+                         baseline if label.endswith("baseline") else None)
+            first[label].append(result["first_chunk"])
+            whole[label].append(result["wall"])
+    print(f"\n== iterative on small inputs, {repeat} rounds: launch to first chunk, whole command; median [every round]")
+    for label in cases:
+        shown = [v for v in first[label] if v is not None]
+        print(f"{label:44s}: first chunk {_median_s(first[label])} {_fmt(shown) if shown else ''}, "
+              f"whole command {_median_s(whole[label])} {_fmt(whole[label])}")
 
 
 def main() -> None:
@@ -208,6 +244,8 @@ def main() -> None:
     parser.add_argument("--inputs", default="real,synthetic", help="comma-separated: real, synthetic, startup")
     parser.add_argument("--no-counts", action="store_true", help="no per-file event counts in the filesets")
     parser.add_argument("--keep", help="folder to keep the inputs (and reuse them) and outputs in")
+    parser.add_argument("--baseline", type=Path, help="an export of an earlier revision (git archive REV packages src | "
+                        "tar -x -C DIR): its iterative and futures runs are measured in the same rounds")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pc-plain-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -216,19 +254,20 @@ def main() -> None:
     try:
         inputs = [s.strip() for s in args.inputs.split(",") if s.strip()]
         if "startup" in inputs:
-            measure_startup(work, args.repeat, counts)
+            measure_startup(work, args.repeat, counts, args.baseline)
         if "real" in inputs:
             t0 = time.perf_counter()
             files = build_real(work / f"real-{args.events}-{args.files}", args.events, args.files)
             print(f"real input ready in {time.perf_counter() - t0:.0f} s", flush=True)
             measure_input("real (replicated nano_dy)", files, _fileset(work / "fileset_real.json", files, counts),
-                          work, args.repeat, chunking)
+                          work, args.repeat, chunking, args.baseline)
         if "synthetic" in inputs:
             t0 = time.perf_counter()
             files = build_synthetic(work / f"synthetic-{args.events}-{args.files}", args.events, args.files)
             print(f"synthetic input ready in {time.perf_counter() - t0:.0f} s", flush=True)
             measure_input("synthetic (generate-demo-data)", files,
-                          _fileset(work / "fileset_synthetic.json", files, counts), work, args.repeat, chunking)
+                          _fileset(work / "fileset_synthetic.json", files, counts), work, args.repeat, chunking,
+                          args.baseline)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
