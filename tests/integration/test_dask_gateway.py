@@ -210,11 +210,8 @@ def test_purdue_af_preset_on_a_real_gateway_equals_iterative(gateway_server, gat
     resolved = load_run_options("dask@purdue-af", options)
     assert resolved["jobqueue-system"] == "gateway" and resolved["adaptive"] is True  # the preset's own path
     outdir = workdir / "out_gateway"
-    start = time.monotonic()
     result = invoke_run(["--cfg", analysis, "-o", outdir, "-e", "dask@purdue-af", "-ro", options, "-ll", "WARNING"])
-    elapsed = time.monotonic() - start
     assert result.exit_code == 0, (result.output, result.exception, gateway_server.log.read_text()[-3000:])
-    assert elapsed < 45, elapsed
     assert_outputs_equal(reference, load_output(outdir / "output_all.coffea"), skip=SKIP)
     # the gateway got the run's cluster options, from the authenticated user
     asked = [json.loads(line) for line in gateway_server.record.read_text().splitlines()]

@@ -18,7 +18,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -106,7 +105,7 @@ class RemoveOneWorkerJob(threading.Thread):
                 return
 
 
-def _run_with_removal(fault_analysis, shared_dir, name: str, scaleout: int) -> tuple[object, Path, str | None, float]:
+def _run_with_removal(fault_analysis, shared_dir, name: str, scaleout: int) -> tuple[object, Path, str | None]:
     options = shared_dir / f"{name}.yaml"
     options.write_text(
         "jobqueue-system: htcondor\n"
@@ -121,24 +120,22 @@ def _run_with_removal(fault_analysis, shared_dir, name: str, scaleout: int) -> t
     outdir = _outdir(shared_dir, name)
     remover = RemoveOneWorkerJob(outdir / "dask_logs", running=scaleout)
     remover.start()
-    start = time.monotonic()
     try:
         result = invoke_run(["--cfg", fault_analysis, "-o", outdir, "-e", "dask", "-ro", options, "-c", CHUNKSIZE,
                              "-ll", "INFO"])
     finally:
         remover.stop.set()
         remover.join(timeout=10)
-    return result, outdir, remover.removed, time.monotonic() - start
+    return result, outdir, remover.removed
 
 
 def test_worker_job_removed_mid_run_result_stays_exact(condor_pool, shared_dir, fault_analysis, fault_reference,  # noqa: F811
                                                       open_umask):  # noqa: F811
     from pc_core.output import load_output
 
-    result, outdir, removed, elapsed = _run_with_removal(fault_analysis, shared_dir, "out_lost_one", scaleout=2)
+    result, outdir, removed = _run_with_removal(fault_analysis, shared_dir, "out_lost_one", scaleout=2)
     assert removed, "no worker job was removed: the run ended before a chunk was done and two jobs ran"
     assert result.exit_code == 0, (result.output, result.exception)
-    assert elapsed < 60, elapsed
     output = load_output(outdir / "output_all.coffea")
     assert_outputs_equal(fault_reference, output, skip=SKIP)
     assert output["processing_metadata"]["ledger"]["files"] == fault_reference["processing_metadata"]["ledger"]["files"]
@@ -151,10 +148,9 @@ def test_last_worker_job_removed_a_replacement_finishes_the_run(condor_pool, sha
                                                                fault_reference, open_umask):  # noqa: F811
     from pc_core.output import load_output
 
-    result, outdir, removed, elapsed = _run_with_removal(fault_analysis, shared_dir, "out_lost_last", scaleout=1)
+    result, outdir, removed = _run_with_removal(fault_analysis, shared_dir, "out_lost_last", scaleout=1)
     assert removed, "no worker job was removed: the run ended before a chunk was done"
     assert result.exit_code == 0, (result.output, result.exception)
-    assert elapsed < 75, elapsed
     log = (outdir / "run.log").read_text()
     assert re.search(r"worker job\(s\) .*\(job " + re.escape(removed) + r"\) left the cluster", log), log[-3000:]
     assert_outputs_equal(fault_reference, load_output(outdir / "output_all.coffea"), skip=SKIP)

@@ -195,11 +195,8 @@ def test_user_defined_dask_site_on_htcondor_equals_iterative(condor_pool, shared
         "  worker-timeout: 90\n"
     )
     outdir = _outdir(shared_dir, "out_dask_site")
-    start = time.monotonic()
     result = invoke_run(["--cfg", analysis, "-o", outdir, "-e", "dask@testpool", "-ro", options, "-ll", "WARNING"])
-    elapsed = time.monotonic() - start
     assert result.exit_code == 0, (result.output, result.exception)
-    assert elapsed < 90, elapsed
     output = load_output(outdir / "output_all.coffea")
     assert_outputs_equal(reference, output, skip=SKIP)
     assert output["processing_metadata"]["ledger"]["files"] == reference["processing_metadata"]["ledger"]["files"]
@@ -245,9 +242,7 @@ def test_workers_that_never_start_stop_the_run(condor_pool, shared_dir, analysis
         "  requirements: 'False'\n"
     )
     outdir = _outdir(shared_dir, "out_never")
-    start = time.monotonic()
     result = invoke_run(["--cfg", analysis, "-o", outdir, "-e", "dask", "-ro", options, "-ll", "WARNING"])
-    elapsed = time.monotonic() - start
     assert result.exit_code != 0
     message = str(result.exception)
     assert type(result.exception).__name__ == "WorkersNeverCame", (result.output, result.exception)
@@ -256,7 +251,6 @@ def test_workers_that_never_start_stop_the_run(condor_pool, shared_dir, analysis
     assert "Requirements = (false)" in message and "The worker jobs were removed" in message, message
     job_ids = re.findall(r"\b(\d+\.\d+) idle", message)
     assert len(job_ids) == 2, message
-    assert elapsed < 45, elapsed
     assert _queued({int(j.split(".")[0]) for j in job_ids}) == []
     assert not (outdir / "output_all.coffea").exists()
 
@@ -321,11 +315,8 @@ def test_parsl_htcondor_equals_iterative(condor_pool, shared_dir, analysis, refe
         "queue: espresso\n"
     )
     outdir = _outdir(shared_dir, "out_parsl")
-    start = time.monotonic()
     result = invoke_run(["--cfg", analysis, "-o", outdir, "-e", "parsl", "-ro", options, "-ll", "WARNING"])
-    elapsed = time.monotonic() - start
     assert result.exit_code == 0, (result.output, result.exception)
-    assert elapsed < 90, elapsed
     assert_outputs_equal(reference, load_output(outdir / "output_all.coffea"), skip=SKIP)
     # the block asked for what the run options say
     submits = list((outdir / "logs_parsl").rglob("*.submit"))

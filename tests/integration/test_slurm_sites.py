@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -115,24 +114,21 @@ def _partitions(slurm_cluster: dict, job_ids: set[str]) -> dict[str, str]:
     return {job: found.get(job, "?") for job in job_ids}
 
 
-def _run_preset(analysis: Path, workdir: Path, preset: str, scaleout: int, *extra: str) -> tuple[Path, float]:
+def _run_preset(analysis: Path, workdir: Path, preset: str, scaleout: int, *extra: str) -> Path:
     partition, override = PRESETS[preset]
     name = preset.replace("@", "_")
     options = workdir / f"{name}.yaml"
     options.write_text(COMMON_OVERRIDE + f"scaleout: {scaleout}\n" + override)
     outdir = workdir / f"out_{name}"
-    start = time.monotonic()
     result = invoke_run(["--cfg", analysis, "-o", outdir, "-e", preset, "-ro", options, "-ll", "WARNING", *extra])
-    elapsed = time.monotonic() - start
     assert result.exit_code == 0, (result.output, result.exception)
-    return outdir, elapsed
+    return outdir
 
 
 def test_dask_T3_CH_PSI_on_slurm_equals_iterative(empty_queue, analysis, workdir, reference):
     from pc_core.output import load_output
 
-    outdir, elapsed = _run_preset(analysis, workdir, "dask@T3_CH_PSI", 2)
-    assert elapsed < 60, elapsed
+    outdir = _run_preset(analysis, workdir, "dask@T3_CH_PSI", 2)
     output = load_output(outdir / "output_all.coffea")
     assert_outputs_equal(reference, output, skip=SKIP)
     assert output["processing_metadata"]["ledger"]["files"] == reference["processing_metadata"]["ledger"]["files"]
@@ -145,8 +141,7 @@ def test_dask_T3_CH_PSI_on_slurm_equals_iterative(empty_queue, analysis, workdir
 def test_slurm_preset_one_worker_equals_iterative(empty_queue, analysis, workdir, reference_tt, preset):
     from pc_core.output import load_output
 
-    outdir, elapsed = _run_preset(analysis, workdir, preset, 1, "--filter-datasets", TT)
-    assert elapsed < 60, elapsed
+    outdir = _run_preset(analysis, workdir, preset, 1, "--filter-datasets", TT)
     assert_outputs_equal(reference_tt, load_output(outdir / "output_all.coffea"), skip=SKIP)
     jobs = _job_ids(outdir)
     assert jobs, sorted(str(p) for p in outdir.rglob("*"))
@@ -160,9 +155,7 @@ def test_workers_that_never_start_on_slurm_stop_the_run(empty_queue, analysis, w
     options.write_text(COMMON_OVERRIDE.replace("worker-timeout: 60", "worker-timeout: 6") + "scaleout: 2\n"
                        f"queue: {empty_queue['down_partition']}\nconda-env: false\n")
     outdir = workdir / f"out_never_{preset.replace('@', '_')}"
-    start = time.monotonic()
     result = invoke_run(["--cfg", analysis, "-o", outdir, "-e", preset, "-ro", options, "-ll", "WARNING"])
-    elapsed = time.monotonic() - start
     assert result.exit_code != 0
     assert type(result.exception).__name__ == "WorkersNeverCame", (result.output, result.exception)
     message = str(result.exception)
@@ -170,7 +163,6 @@ def test_workers_that_never_start_on_slurm_stop_the_run(empty_queue, analysis, w
     assert "SLURM worker jobs:" in message and "The worker jobs were removed" in message, message
     jobs = re.findall(r"\b(\d+) pending \(PartitionDown\) in partition offline", message)
     assert len(jobs) == 2, message
-    assert elapsed < 40, elapsed
     assert not (outdir / "output_all.coffea").exists()
     # cancelled, not just forgotten: slurmctld still knows them as CANCELLED (MinJobAge) or not at all
     res = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(jobs), "-o", "%i %T"],
