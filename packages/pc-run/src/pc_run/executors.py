@@ -35,6 +35,7 @@ from coffea import processor
 from pc_core.errors import ExecutorError
 from pc_core.executors import ExecutorFactoryABC, find_grid_proxy
 from pc_core.run_options import RUNNER_KEYS
+from pc_core.units import size_bytes, walltime_seconds
 
 log = logging.getLogger(__name__)
 
@@ -169,26 +170,6 @@ def slurm_directives(run_options: Mapping[str, Any]) -> list[str]:
         elif value is not False:
             directives.append(f"{flag}={value}")
     return directives
-
-
-def walltime_seconds(walltime: str | int) -> int:
-    if isinstance(walltime, int):
-        return walltime
-    seconds = 0
-    for part in str(walltime).split(":"):
-        seconds = seconds * 60 + int(part)
-    return seconds
-
-
-_seconds = walltime_seconds  # the old name
-
-
-def _size_gb(value: Any) -> float:
-    from dask.utils import parse_bytes
-
-    if isinstance(value, (int, float)):
-        return float(value)
-    return parse_bytes(str(value).replace(" ", "")) / 1e9
 
 
 # --------------------------------------------------------------------------- scheduler placement
@@ -752,7 +733,7 @@ class DaskExecutorFactory(ExecutorFactoryABC):
             field = cluster_options._fields[name]
             kind = type(field).__name__
             if key == "mem-per-worker" and kind in ("Float", "Integer"):
-                value = _size_gb(value) * 1e9 / 2**30  # GiB, as dask-gateway's backends take worker_memory
+                value = size_bytes(value) / 2**30  # GiB, as dask-gateway's backends take worker_memory
                 value = int(round(value)) if kind == "Integer" else value
             elif key == "cores-per-worker":
                 value = int(value) if kind == "Integer" else float(value) if kind == "Float" else value
@@ -1025,10 +1006,10 @@ class ParslExecutorFactory(ExecutorFactoryABC):
 
             directives = condor_directives(options, None)
             if options.get("disk-per-worker"):
-                directives["request_disk"] = str(int(_size_gb(options["disk-per-worker"]) * 1024 * 1024))  # KB
+                directives["request_disk"] = str(int(size_bytes(options["disk-per-worker"]) / 1024))  # KB
             provider = CondorProvider(
                 nodes_per_block=1, cores_per_slot=cores,
-                mem_per_slot=_size_gb(options["mem-per-worker"]) if options.get("mem-per-worker") else None,
+                mem_per_slot=size_bytes(options["mem-per-worker"]) / 1e9 if options.get("mem-per-worker") else None,
                 worker_init="\n".join(env_setup_commands(options, _proxy_on_worker(system, proxy))),
                 transfer_input_files=[str(proxy)] if proxy else [],
                 scheduler_options="\n".join(f"{key} = {value}" for key, value in directives.items()),
@@ -1043,7 +1024,7 @@ class ParslExecutorFactory(ExecutorFactoryABC):
             provider = SlurmProvider(
                 partition=options.get("queue") or None, account=options.get("account") or None, nodes_per_block=1,
                 cores_per_node=cores, exclusive=False,
-                mem_per_node=max(1, math.ceil(_size_gb(options["mem-per-worker"]))) if options.get("mem-per-worker") else None,
+                mem_per_node=max(1, math.ceil(size_bytes(options["mem-per-worker"]) / 1e9)) if options.get("mem-per-worker") else None,
                 worker_init="\n".join(env_setup_commands(options, _proxy_on_worker(system, proxy))),
                 scheduler_options="\n".join(f"#SBATCH {directive}" for directive in slurm_directives(options)),
                 walltime=options.get("walltime") or "01:00:00", **blocks,
