@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import ctypes
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
@@ -39,7 +40,7 @@ from coffea import processor as coffea_processor
 from pc_core.errors import ExecutorError, PocketCoffeaError
 from pc_core.read_errors import read_error_hint
 
-from .chunk_work import ChunkPhaseError, process_chunk
+from .chunk_work import ChunkPhaseError, ReadChunkOutput, pipelining_default, process_chunk
 from .failures import ChunkFailure, classify_chunk_failure
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ _PROCESSOR_CACHE: dict[str, Any] = {}
 class ChunkSettings:
     schema: type
     timeout: int = 60
+    # read the next chunk's branches while the analysis runs (``chunk_work.process_chunk``)
+    pipeline: bool = dataclasses.field(default_factory=pipelining_default)
 
 
 def run_chunk_task(item, processor, settings: ChunkSettings) -> tuple[str, Any]:
@@ -89,7 +92,8 @@ def run_chunk_task(item, processor, settings: ChunkSettings) -> tuple[str, Any]:
     if isinstance(processor, ProcessorPayload):
         processor = processor.load()
     try:
-        return "ok", process_chunk(item, processor, settings.schema, settings.timeout)
+        return "ok", process_chunk(item, processor, settings.schema, settings.timeout,
+                                   pipeline=getattr(settings, "pipeline", False))
     except ChunkPhaseError as exc:
         return "failed", classify_chunk_failure(exc.original, item.filename, exc.phase)
     except Exception as exc:  # noqa: BLE001 - anything else is ours or the user's: stop, named
@@ -493,7 +497,10 @@ class ChunkScheduler:
                         self._worker_died(attempt, str(death), inflight, solo_queue)
                         break
                     if status == "ok":
-                        self.callbacks.done(attempt.item, value)
+                        item = attempt.item
+                        if isinstance(value, ReadChunkOutput):  # planned without opening the file: its UUID as read
+                            item, value = dataclasses.replace(item, fileuuid=value.fileuuid), value.output
+                        self.callbacks.done(item, value)
                         self.callbacks.progress(attempt.item)
                         continue
                     self._failed(attempt, value, queue)

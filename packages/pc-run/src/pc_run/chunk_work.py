@@ -19,6 +19,7 @@ the input file from an error of the analysis.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import importlib
 import itertools
 import json
@@ -58,14 +59,25 @@ class TreeLayout:
         base_form = UprootSourceMapping._extract_base_form(tree, iteritems_options=iteritems_options)
         return cls(tree, tree.typenames(), json.dumps(base_form))
 
-    def events(self, item, schema, metadata: dict, uproot_options: dict, preload, access_log: list, buffer_cache):
-        """The chunk's NanoEvents (virtual), built as ``NanoEventsFactory.from_root`` builds them."""
+    def entry_range(self, item) -> tuple[int, int]:
+        return max(item.entrystart, 0), min(item.entrystop, self.tree.num_entries)
+
+    def read(self, preload, start: int, stop: int) -> dict:
+        """The ``preload`` branches of entries ``start``-``stop``, read and decompressed in one call."""
+        return self.tree.arrays(filter_branch=preload, entry_start=start, entry_stop=stop, ak_add_doc=True, how=dict)
+
+    def events(self, item, schema, metadata: dict, uproot_options: dict, preload, access_log: list, buffer_cache,
+               arrays: dict | None = None):
+        """The chunk's NanoEvents (virtual), built as ``NanoEventsFactory.from_root`` builds them.
+
+        ``arrays``: the ``preload`` branches of the chunk, already read (by the prefetch)."""
         tree = self.tree
-        start, stop = max(item.entrystart, 0), min(item.entrystop, tree.num_entries)
+        start, stop = self.entry_range(item)
         partition_key = (str(tree.file.uuid), tree.object_path, f"{start}-{stop}")
         preloaded = None
         if preload is not None:
-            arrays = tree.arrays(filter_branch=preload, entry_start=start, entry_stop=stop, ak_add_doc=True, how=dict)
+            if arrays is None:
+                arrays = self.read(preload, start, stop)
             preloaded = {name: _OnlySliceableAs(array, slice(start, stop)) for name, array in arrays.items()}
         mapping = UprootSourceMapping(
             TrivialUprootOpener({partition_key[0]: tree.file.file_path}, uproot_options),
@@ -98,6 +110,41 @@ class OpenInputFile:
         self._local = threading.local()
         # branches read by earlier chunks, per (processor class, tree): preloaded from then on
         self.branches_read: dict[tuple[str, str], set[str]] = {}
+        self._reader: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+    def _reader_thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        """This process's background reader (a forked worker makes its own: threads do not survive a fork)."""
+        pid = os.getpid()
+        if self._reader is None or self._reader[0] != pid:
+            self._reader = (pid, concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pocket-coffea-prefetch"))
+        return self._reader[1]
+
+    def prefetch(self, layout: TreeLayout, branches: frozenset, start: int, stop: int) -> None:
+        """Start reading ``branches`` of entries ``start``-``stop`` of the open file in the background
+        (what the next chunk of the file will preload), while this chunk is analysed."""
+        wanted = lambda branch: branch.name in branches  # noqa: E731 - uproot's filter takes a predicate
+        future = self._reader_thread().submit(layout.read, wanted, start, stop)
+        self._local.prefetched = ((self._local.key, layout.tree.object_path, start, stop, branches), future)
+        self._local.pending = [f for f in getattr(self._local, "pending", []) if not f.done()] + [future]
+
+    def take_prefetched(self, tree_path: str, start: int, stop: int, branches: frozenset) -> dict | None:
+        """The arrays prefetched for exactly this range and branches of the open file, else None
+        (also when the prefetch failed: the chunk reads the branches itself and meets the error)."""
+        prefetched = getattr(self._local, "prefetched", None)
+        self._local.prefetched = None
+        if prefetched is None:
+            return None
+        key, future = prefetched
+        if key != (self._local.key, tree_path, start, stop, branches):
+            return None  # another chunk came: not waited for (release() waits before closing the file)
+        return _settle(future)
+
+    def drop_prefetch(self) -> None:
+        """Forget the prefetch and wait for the reads still running: a file is never closed under one."""
+        self._local.prefetched = None
+        for future in getattr(self._local, "pending", []):
+            _settle(future)
+        self._local.pending = []
 
     def get(self, filename: str, timeout, uproot_options: dict):
         key = _signature(filename, timeout, uproot_options)
@@ -119,6 +166,7 @@ class OpenInputFile:
         return trees[key]
 
     def release(self) -> None:
+        self.drop_prefetch()
         file = getattr(self._local, "file", None)
         if file is not None:
             try:
@@ -131,6 +179,14 @@ class OpenInputFile:
         """Release this thread's file and the branches learnt (the end of a run)."""
         self.release()
         self.branches_read.clear()
+
+
+def _settle(future: concurrent.futures.Future):
+    """The future's result once it is done, or None if it failed."""
+    try:
+        return future.result()
+    except Exception:  # noqa: BLE001 - the chunk reads the branches itself and meets the error there
+        return None
 
 
 # Per-process by nature (an open file cannot be shared between processes); run_fileset
@@ -169,6 +225,24 @@ def order_for_workers(chunks: list, workers: int) -> list:
     return ordered
 
 
+# usermeta key of a chunk planned from the fileset's event counts, without opening its file:
+# the count the fileset declares, checked against the file when the chunk reads it
+DECLARED_ENTRIES = "pc_declared_entries"
+
+
+class EntryCountMismatch(Exception):
+    """The fileset declares a number of events (``nevents``, ``file_nevents``) that is not the file's."""
+
+
+@dataclass(frozen=True)
+class ReadChunkOutput:
+    """The output of a chunk planned without opening its file, with the file's ROOT UUID as read
+    (the ledger identifies files by it, as when preprocessing opened the file)."""
+
+    output: object
+    fileuuid: bytes
+
+
 def _metadata(item) -> dict:
     metadata = {
         "dataset": item.dataset,
@@ -180,6 +254,7 @@ def _metadata(item) -> dict:
     }
     if item.usermeta is not None:
         metadata.update(item.usermeta)
+        metadata.pop(DECLARED_ENTRIES, None)
     return metadata
 
 
@@ -193,12 +268,33 @@ class ChunkPhaseError(Exception):
         self.original = original
 
 
-def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=None, iteritems_options=None):
+def _next_range(layout: TreeLayout, start: int, stop: int) -> tuple[int, int] | None:
+    """The entries of the chunk most likely to follow ``start``-``stop`` in this process: the next
+    ones of the same file, as many (coffea cuts a file into equal chunks, the last one shorter)."""
+    end = layout.tree.num_entries
+    if stop >= end or stop <= start:
+        return None
+    return stop, min(end, stop + (stop - start))
+
+
+def pipelining_default() -> bool:
+    """Pipelined reading is on unless ``$POCKET_COFFEA_PIPELINE`` is ``0`` (or ``false``, ``no``, ``off``)."""
+    return os.environ.get("POCKET_COFFEA_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=None, iteritems_options=None,
+                  pipeline: bool = False):
     """Run ``processor_instance`` on one chunk (a coffea ``WorkItem``) in this process.
 
     The input file stays open for the next chunk of the same file; the branches learnt
     from earlier chunks are preloaded. A failure is raised as ``ChunkPhaseError`` naming
     the phase, after dropping the open file so that a retry starts afresh.
+
+    ``pipeline``: while the analysis runs, a background thread of this process reads and
+    decompresses the learnt branches of the next entries of the same file (``_next_range``),
+    which the next chunk takes if it is that range (decompression releases the GIL, so
+    reading chunk N+1 overlaps the analysis of chunk N). The arrays are those the chunk would
+    read itself: the outputs are identical with or without it.
     """
     uproot_options = dict(uproot_options or {})
     iteritems_options = dict(iteritems_options or {})
@@ -209,14 +305,31 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         raise ChunkPhaseError("open", exc) from exc
     learnt = INPUT_FILE.branches_read.setdefault((type(processor_instance).__qualname__, item.treename), set())
     preload = item.preload
+    known = None
     if preload is None and learnt:
         known = frozenset(learnt)
         preload = lambda branch: branch.name in known  # noqa: E731 - coffea's preload takes a predicate
+    prefetching = False
     accessed: list = []
     phase = "build"
     try:
         layout = INPUT_FILE.tree(item.treename, iteritems_options)
-        events = layout.events(item, schema, _metadata(item), uproot_options, preload, accessed, None)
+        declared = (item.usermeta or {}).get(DECLARED_ENTRIES)
+        if declared is not None and layout.tree.num_entries != declared:
+            phase = "process"  # not a read failure: the fileset is wrong, retrying or skipping cannot fix it
+            raise EntryCountMismatch(
+                f"input file {item.filename} of dataset {item.dataset!r} has {layout.tree.num_entries} entries in its "
+                f"{item.treename!r} tree, but the fileset declares {declared} (metadata 'file_nevents', or 'nevents' of a "
+                "one-file dataset): correct or remove the count in the fileset"
+            )
+        start, stop = layout.entry_range(item)
+        arrays = INPUT_FILE.take_prefetched(layout.tree.object_path, start, stop, known) if known is not None else None
+        events = layout.events(item, schema, _metadata(item), uproot_options, preload, accessed, None, arrays)
+        del arrays
+        following = _next_range(layout, start, stop) if pipeline and known is not None else None
+        if following is not None:
+            INPUT_FILE.prefetch(layout, known, *following)
+            prefetching = True
         phase = "process"
         if isinstance(processor_instance, coffea_processor.ProcessorABC):
             out = processor_instance.process(events)
@@ -226,7 +339,13 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         INPUT_FILE.release()
         raise ChunkPhaseError(phase, exc) from exc
     learnt.update(access.branch for access in accessed)
+    if pipeline and not prefetching and item.preload is None and learnt:
+        following = _next_range(layout, start, stop)  # the first chunk of a process: now the branches are known
+        if following is not None:
+            INPUT_FILE.prefetch(layout, frozenset(learnt), *following)
     if out is None:
         raise ChunkPhaseError("process", ValueError(
             "process() returned None; it must return the chunk's output (an accumulator)"))
+    if not item.fileuuid:
+        return ReadChunkOutput(out, bytes(layout.tree.file.fUUID))
     return out

@@ -57,6 +57,8 @@ def build_report(
             processing = result.output.get("processing_metadata", {})
             cutflow = result.output.get("cutflow", {})
             entry["processing_seconds"] = round(result.processing_seconds, 3)
+            if getattr(result, "processing_started", None) is not None:
+                entry["processing_started"] = result.processing_started
             entry["ledger"] = result.ledger
             entry["events"] = int(sum(processing.get("events", {}).values()))
             entry["chunks"] = int(sum(processing.get("chunks", {}).values()))
@@ -87,6 +89,7 @@ def build_report(
     done = [g for g in groups.values() if g["status"] == "done"]
     seconds = sum(g.get("processing_seconds", 0.0) for g in done)
     events = sum(d["events"] for d in datasets.values())
+    started = [g["processing_started"] for g in done if g.get("processing_started") is not None]
     return {
         "executor": executor,
         "datasets": datasets,
@@ -100,6 +103,8 @@ def build_report(
             "chunks": sum(d["chunks"] for d in datasets.values()),
             "processing_seconds": round(seconds, 3),
             "events_per_second": round(events / seconds, 1) if seconds > 0 else None,
+            # when the first chunk was handed out (seconds since the epoch): launch-to-first-chunk
+            "processing_started": min(started) if started else None,
             "skipped_files": len(skipped),
         },
     }

@@ -20,19 +20,22 @@ from typing import Any
 
 from coffea import processor as coffea_processor
 from coffea.nanoevents import NanoAODSchema
-from coffea.processor.executor import WorkItem
+from coffea.processor.executor import FileMeta, WorkItem
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pc_core.errors import PocketCoffeaError
-from pc_core.ledger import FAILED, LEDGER_KEY, PROCESSED, SKIPPED, file_identity, new_ledger, processed_events, record
+from pc_core.ledger import (
+    FAILED, LEDGER_KEY, PROCESSED, SKIPPED, file_identity, new_ledger, normalise_url, processed_events, record,
+)
 from pc_core.read_errors import OTHER, OTHER_IO, read_error_hint
 from pc_core.run_options import chunksize_for_sample, warn_unknown_samples
 
 from .chunk_scheduler import ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for
-from .chunk_work import INPUT_FILE, import_chunk_modules, order_for_workers
+from .chunk_work import DECLARED_ENTRIES, INPUT_FILE, import_chunk_modules, order_for_workers
 from .file_check import check_file, release_cached_xrootd_handles
+from .file_metadata import file_metadata
 from .processor import finalise_output
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ class RunResult:
 
     output: dict[str, Any]
     processing_seconds: float = 0.0
+    processing_started: float | None = None  # wall-clock time (epoch) the first chunk was handed out
     skipped_files: list[dict[str, str]] = field(default_factory=list)
     ledger: dict[str, Any] = field(default_factory=new_ledger)
 
@@ -74,13 +78,60 @@ def _coffea_fileset(fileset: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def declared_counts(entry: Mapping[str, Any]) -> list[int] | None:
+    """The entries of every file of a fileset entry as the fileset declares them: ``file_nevents``,
+    or ``nevents`` of a one-file dataset (not when estimated by ``limit-files``); else None."""
+    meta = entry.get("metadata") or {}
+    files = list(entry["files"])
+    per_file = meta.get("file_nevents")
+    if per_file is not None and len(per_file) == len(files):
+        return [int(n) for n in per_file]
+    if len(files) == 1 and meta.get("nevents") is not None and not meta.get("nevents_estimated"):
+        return [int(meta["nevents"])]
+    return None
+
+
+def _plan_from_counts(fileset: Mapping[str, dict[str, Any]], cache: dict) -> None:
+    """Fill coffea's metadata cache for the files whose entries the fileset declares, so that
+    its preprocessing plans their chunks (the same chunks) without opening them. Their UUID is
+    left empty: each chunk reports the UUID it read (``ReadChunkOutput``) and checks the
+    declared count against the file (``DECLARED_ENTRIES``)."""
+    for dataset, entry in fileset.items():
+        counts = declared_counts(entry)
+        if counts is None:
+            continue
+        for filename, count in zip(entry["files"], counts):
+            key = FileMeta(dataset, filename, entry["treename"])
+            if key not in cache:
+                cache[key] = {**entry["metadata"], "numentries": count, "uuid": b"", DECLARED_ENTRIES: count}
+
+
+def _plan_from_metadata(fileset: Mapping[str, dict[str, Any]], cache: dict) -> None:
+    """Fill coffea's metadata cache for the other files with their entries and UUID, read in
+    parallel without parsing their trees (``file_metadata``); a file that cannot be read that
+    way is left to coffea's preprocessing, which names the failure as before."""
+    wanted = {}
+    for dataset, entry in fileset.items():
+        for filename in entry["files"]:
+            key = FileMeta(dataset, filename, entry["treename"])
+            if key not in cache:
+                wanted[key] = entry["metadata"]
+    found = file_metadata((key.filename, key.treename) for key in wanted)
+    for key, metadata in wanted.items():
+        meta = found.get((key.filename, key.treename))
+        if meta is not None:
+            cache[key] = {**metadata, **meta}
+
+
 def prepare_chunks(
     fileset: Mapping[str, Any], run_options: Mapping[str, Any], executor, cache: dict | None = None
 ) -> list[WorkItem]:
     """The work items of the whole fileset: chunksize per sample, ``limit-chunks`` per dataset.
 
-    coffea's preprocessing opens the files on the executor (in parallel); files it cannot
-    open are left out here (``skipbadfiles`` catching every exception) and accounted for by
+    Files whose entries the fileset declares (``declared_counts``) are not opened: their chunks
+    are planned from the counts; the others' entries and UUIDs are read in parallel, without
+    parsing their trees (``file_metadata``). coffea's preprocessing opens the files that could
+    not be read so on the executor; files it cannot open either are left out here (``skipbadfiles`` catching every exception) and accounted for by
     the caller, which decides between skipping and failing.
     """
     by_chunksize: dict[int, dict[str, Any]] = {}
@@ -91,6 +142,9 @@ def prepare_chunks(
         by_chunksize.setdefault(chunksize, {})[dataset] = entry
     chunks: list[WorkItem] = []
     cache = {} if cache is None else cache  # fresh per run: coffea's global cache would keep stale metadata
+    _plan_from_counts(_coffea_fileset(fileset), cache)
+    if not run_options.get("limit-chunks"):  # with a chunk limit, coffea opens only the files it needs
+        _plan_from_metadata(_coffea_fileset(fileset), cache)
     for chunksize, subset in by_chunksize.items():
         runner = coffea_processor.Runner(
             executor=executor,
@@ -169,9 +223,23 @@ def _beyond_chunk_limit(fileset: Mapping[str, Any], chunks: list[WorkItem], limi
     return beyond
 
 
+def _identity(ledger: Mapping | None, chunk: WorkItem) -> str:
+    """The ledger identity of the chunk's file: its UUID when known; a chunk planned from the
+    fileset's counts (no UUID yet) takes the identity its file already has in ``ledger`` (the UUID
+    an earlier chunk of it read, or a resumed checkpoint's), else the normalised URL."""
+    identity = file_identity(chunk.filename, chunk.fileuuid)
+    if not ledger or identity in ledger["files"] or not identity.startswith("url:"):
+        return identity
+    url = normalise_url(chunk.filename)
+    for known, entry in ledger["files"].items():
+        if entry.get("url") == url and entry.get("dataset") == chunk.dataset:
+            return known
+    return identity
+
+
 def _record_chunk(accounting: _Accounting, chunk: WorkItem, entries: Mapping, status: str, **extra) -> None:
     record(
-        accounting.ledger, identity=file_identity(chunk.filename, chunk.fileuuid), dataset=chunk.dataset,
+        accounting.ledger, identity=_identity(accounting.ledger, chunk), dataset=chunk.dataset,
         url=chunk.filename, entries=entries.get((chunk.dataset, chunk.filename)), start=chunk.entrystart,
         stop=chunk.entrystop, status=status, **extra,
     )
@@ -180,7 +248,7 @@ def _record_chunk(accounting: _Accounting, chunk: WorkItem, entries: Mapping, st
 def _already_processed(ledger: Mapping | None, chunk: WorkItem) -> bool:
     if not ledger:
         return False
-    entry = ledger["files"].get(file_identity(chunk.filename, chunk.fileuuid))
+    entry = ledger["files"].get(_identity(ledger, chunk))
     if entry is None:
         return False
     for start, stop in entry["processed"]:
@@ -274,6 +342,7 @@ def run_fileset(
         accounting.skipped.append(_skip_entry(chunk.dataset, chunk.filename, reason, failure.kind, events))
 
     start = time.perf_counter()
+    started = time.time()
     if todo:
         workers = int(getattr(executor, "workers", 1) or 1)
         backend = backend_for(executor, processor_instance)
@@ -303,5 +372,5 @@ def run_fileset(
     output = finalise_output(accounting.accumulator or {}, cfg)
     output["processing_metadata"]["skipped_files"] = accounting.skipped
     output["processing_metadata"][LEDGER_KEY] = accounting.ledger
-    return RunResult(output=output, processing_seconds=seconds,
+    return RunResult(output=output, processing_seconds=seconds, processing_started=started,
                      skipped_files=accounting.skipped, ledger=accounting.ledger)
