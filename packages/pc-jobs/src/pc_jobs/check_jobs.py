@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -44,8 +43,9 @@ from rich.table import Table
 from rich.text import Text
 
 from pc_core.atomic import atomic_write_text
-from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
+from pc_core.cli_support import loglevel_option, run_cli, setup_logging
 from pc_core.errors import PocketCoffeaError
+from pc_core.urls import normalise_url, server_of
 
 from .job_config import JobConfigError
 from .job_flags import JobsSnapshot, job_name, resolve_jobs_folder, scan_jobs, set_flag
@@ -54,17 +54,18 @@ from .job_logs import LogDiagnosis, ReadFailure, diagnose_logs, parse_log_name, 
 from .job_state import ACTIVE, ENDED_BADLY, HOLD_CODES, JobState, JobStateReader, SchedQuery
 from .job_state import STATES as JOB_STATES
 from .job_state import schedd_query as default_schedd_query
-from .recovery import DEFAULT_MEMORY_CEILING_MB, DEFAULT_MEMORY_FACTOR, RecoveryError, RecoveryPass, move_job_inputs
+from .recovery import (
+    DEFAULT_MEMORY_CEILING_MB, DEFAULT_MEMORY_FACTOR, RecoveryError, RecoveryPass, archive_logs, move_job_inputs,
+)
+from .replica_lookup import ReplicaLookup, RucioReplicaLookup
 from .submission import submit_file
 from .submit_file import job_flavour, next_flavour, set_job_flavour
-from .replica_lookup import ReplicaLookup, RucioReplicaLookup, normalise_url, server_of
 
 log = logging.getLogger(__name__)
 
 FAILLIST_NAME = "xrootdfaillist.txt"
 MAXTIME_NAME = "maxtime.txt"
 STATE_NAME = "check_jobs_state.json"
-PROCESSED_LOGS = "processedlogs"
 GROUP_BY = ("sample", "dataset", "none")
 LOG_GRACE_SECONDS = 30.0  # HTCondor copies a job's stdout back after the wrapper flagged it failed
 MESSAGES_SHOWN = 20
@@ -516,8 +517,7 @@ class JobsMonitor:
         self.state.resubmissions[index] = done + 1
         self.state.clusters[cluster] = index
         self.state.save(self.state_path)
-        for path in logs:
-            _archive(path, self.logs_dir / PROCESSED_LOGS)
+        archive_logs(self.logs_dir, logs)
         set_flag(self.folder, index, "idle")
         messages.append(f"{name} resubmitted as HTCondor cluster {cluster} ({done + 1}/{self.max_resubmit})")
         return True
@@ -556,18 +556,6 @@ class JobsMonitor:
             messages.append(f"{name}: {old} -> {new}")
         if moves.kept:
             messages.append(f"{name}: no other replica for {len(moves.kept)} file(s), kept: {', '.join(moves.kept)}")
-
-
-def _archive(path: Path, folder: Path) -> Path:
-    """Move a log into ``folder`` without overwriting: ``job_3.out`` -> ``job_3.out`` or ``job_3.<n>.out``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem, _, ext = path.name.rpartition(".")
-    target, n = folder / path.name, 0
-    while target.exists():
-        target = folder / f"{stem}.{n}.{ext}"
-        n += 1
-    shutil.move(str(path), target)
-    return target
 
 
 def _last_line(path: Path) -> str:
@@ -826,8 +814,7 @@ def check_jobs(
               show_default=True, help="With --resubmit: multiply request_memory of a job held for memory by this.")
 @click.option("--memory-ceiling", type=click.IntRange(min=1), default=DEFAULT_MEMORY_CEILING_MB, show_default=True,
               help="With --resubmit: never raise request_memory above this many MB.")
-@click.option("-ll", "--loglevel", default="WARNING", type=click.Choice(LOGLEVELS, case_sensitive=False),
-              help="Console logging level.")
+@loglevel_option("WARNING")
 def check_jobs_command(jobs_folder, details, resubmit, max_resubmit, blacklist_threshold, queue_shift,
                        group_by, interval, once, memory_factor, memory_ceiling, loglevel) -> None:
     """Monitor the jobs of a condor run and optionally resubmit the failed ones."""

@@ -85,6 +85,28 @@ class RecoveryLockError(RecoveryError):
 # --------------------------------------------------------------------------- file modes
 
 
+PROCESSED_LOGS = "processedlogs"
+
+
+def archive_logs(logs_dir: Path, logs: Iterable[Path]) -> list[Path]:
+    """Move logs already acted on to ``logs/processedlogs/`` so the same failure is not acted on
+    twice, never overwriting: ``job_3.out``, then ``job_3.0.out``, ``job_3.1.out``, ...; missing logs are skipped."""
+    folder = logs_dir / PROCESSED_LOGS
+    moved = []
+    for path in logs:
+        if not path.is_file():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        stem, _, ext = path.name.rpartition(".")
+        target, n = folder / path.name, 0
+        while target.exists():
+            target = folder / f"{stem}.{n}.{ext}"
+            n += 1
+        path.replace(target)
+        moved.append(target)
+    return moved
+
+
 def make_world_readable(path: str | os.PathLike, mode: int = FILE_MODE) -> None:
     """``chmod`` a file the job (or HTCondor's daemons, acting as another user) must read.
 
@@ -627,6 +649,8 @@ def command_line() -> str:
 
 
 __all__ = [
+    "PROCESSED_LOGS",
+    "archive_logs",
     "DEFAULT_MEMORY_CEILING_MB",
     "DEFAULT_MEMORY_FACTOR",
     "HISTORY_NAME",

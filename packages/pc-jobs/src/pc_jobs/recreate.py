@@ -45,6 +45,7 @@ from .job_script import patch_inner_options
 from .jobs_dir import JobsDir, JobsDirError, parse_job_selection, write_job_file
 from .recovery import (
     InputMoves,
+    archive_logs,
     RecoveryError,
     RecoveryPass,
     Submitter,
@@ -125,19 +126,6 @@ def xrootd_failures(jobs_dir: JobsDir, index: int) -> tuple[bool, list[str]]:
             lines = path.read_text(errors="replace").splitlines()
             urls += [failure.url for failure in find_read_failures(lines, path)]
     return bool(urls), sorted(set(urls))
-
-
-def archive_logs(jobs_dir: JobsDir, index: int) -> None:
-    """Move the job's .out/.err to logs/processedlogs/ so the same failure is not acted on twice."""
-    target = jobs_dir.logs / "processedlogs"
-    target.mkdir(exist_ok=True)
-    for kind in ("out", "err"):
-        source = jobs_dir.log(index, kind)
-        if source.is_file():
-            n = 0
-            while (target / f"job_{index}.{n}.{kind}").exists():
-                n += 1
-            source.replace(target / f"job_{index}.{n}.{kind}")
 
 
 def _default_gateway() -> Any:
@@ -313,7 +301,7 @@ def _recreate_locked(jobs_dir: JobsDir, request: RecreateRequest, run_options: M
             console.print(outcome.skipped, markup=False)
             continue
         if xrootd_failed:
-            archive_logs(jobs_dir, change.index)
+            archive_logs(jobs_dir.logs, [jobs_dir.log(change.index, kind) for kind in ("out", "err")])
         if outcome.removed:
             console.print(f"job_{change.index}: removed held copy {', '.join(outcome.removed)}; resubmitted with "
                           f"request_memory {outcome.request_memory} MB", markup=False)
@@ -336,5 +324,5 @@ def _table(changes: list[JobChange]) -> Table:
     return table
 
 
-__all__ = ["RecreateRequest", "RecreateResult", "apply_run_options", "archive_logs", "recreate_jobs",
+__all__ = ["RecreateRequest", "RecreateResult", "apply_run_options", "recreate_jobs",
            "xrootd_failures"]

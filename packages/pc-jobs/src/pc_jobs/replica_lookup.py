@@ -71,4 +71,4 @@ class RucioReplicaLookup:
         return result
 
 
-__all__ = ["ReplicaLookup", "RucioReplicaLookup", "normalise_url", "server_of"]
+__all__ = ["ReplicaLookup", "RucioReplicaLookup"]
