@@ -9,8 +9,8 @@ raw read of the branches it reads, on two inputs of >= 1M events in >= 4 files:
 
 Per input and per round, alternating the order every other round, it measures: uproot
 opening the files and reading + decompressing those branches (1 process, and the files
-shared by 2 forked processes), ``pocket-coffea run`` with ``iterative`` and
-``futures -s 2`` (whole command, chunk phase from the run's processing report, launch to
+shared by 2 forked processes), ``pocket-coffea run`` with ``iterative`` (also without
+pipelined reading, ``POCKET_COFFEA_PIPELINE=0``) and ``futures -s 2`` (whole command, chunk phase from the run's processing report, launch to
 first chunk from the report's ``processing_started``, peak RSS of its processes). Then the
 medians of the within-round ratios. Separately (also in rounds), launch to first chunk of
 ``iterative`` on the 40-event ``nano_dy.root`` and on 4 copies of it (1499 branches each):
@@ -19,7 +19,8 @@ start-up, and preprocessing of wide trees.
 The fileset carries per-file event counts (``file_nevents``) unless ``--no-counts``.
 
     .venv/bin/python benchmarks/plain_awkward/harness.py [--events 1000000] [--files 4]
-        [--repeat 5] [--chunksize 100000] [--inputs real,synthetic] [--keep DIR] [--no-counts]
+        [--repeat 5] [--chunksize 100000] [--inputs startup,real,synthetic] [--keep DIR] [--no-counts]
+        [--baseline DIR]
 """
 from __future__ import annotations
 
@@ -99,12 +100,12 @@ def raw_rate(files: list[Path], branches: list[str], processes: int) -> float:
     return raw_read_rate(files, branches, processes)
 
 
-def run(fileset: Path, outdir: Path, executor: list[str], code: Path | None = None) -> dict:
+def run(fileset: Path, outdir: Path, executor: list[str], code: Path | None = None, extra_env: dict | None = None) -> dict:
     """``pocket-coffea run`` in a fresh parent process: wall time, report, peak RSS, launch to first chunk.
 
     ``code``: another checkout (or export) of the repository whose packages are imported instead."""
     shutil.rmtree(outdir, ignore_errors=True)
-    env = dict(os.environ, POCKET_COFFEA_BENCH_FILESET=str(fileset))
+    env = dict(os.environ, POCKET_COFFEA_BENCH_FILESET=str(fileset), **(extra_env or {}))
     if code is not None:
         sources = [str(p) for p in sorted((code / "packages").glob("*/src"))] + [str(code / "src")]
         env["PYTHONPATH"] = os.pathsep.join([*sources, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -147,7 +148,8 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
     branches = branches_read(fileset)
     n_events = sum(uproot.open(f)["Events"].num_entries for f in files)
     total_branches = len(uproot.open(files[0])["Events"].keys())
-    executors = {"iterative": ["-e", "iterative"], "futures": ["-e", "futures", "-s", "2"]}
+    executors = {"iterative": ["-e", "iterative"], "futures": ["-e", "futures", "-s", "2"],
+                 "iterative unpipelined": ["-e", "iterative"]}
     if baseline is not None:
         executors.update({"iterative baseline": ["-e", "iterative"], "futures baseline": ["-e", "futures", "-s", "2"]})
     kinds = ["raw", "raw2", *executors]
@@ -162,8 +164,9 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
                 results[kind].append(raw_rate(files, branches, 2))
             else:
                 code = baseline if kind.endswith("baseline") else None
+                extra = {"POCKET_COFFEA_PIPELINE": "0"} if kind.endswith("unpipelined") else None
                 results[kind].append(run(fileset, work / f"out-{name.split()[0]}-{kind.replace(' ', '-')}",
-                                         executors[kind] + chunking, code))
+                                         executors[kind] + chunking, code, extra))
         line = f"round {round_index + 1}: raw {results['raw'][-1]:,.0f}/s, raw 2 proc {results['raw2'][-1]:,.0f}/s"
         for kind in executors:
             r = results[kind][-1]
@@ -181,6 +184,8 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
         "futures -s 2 / iterative, chunk phase": [f["chunk_rate"] / i["chunk_rate"] for f, i in zip(fu, it)],
         "futures -s 2 / iterative, whole command": [f["whole_rate"] / i["whole_rate"] for f, i in zip(fu, it)],
         "raw read, 2 processes / 1 (the machine)": [b / a for a, b in zip(raw, raw2)],
+        "iterative / iterative without pipelining, chunk phase": [
+            i["chunk_rate"] / u["chunk_rate"] for i, u in zip(it, results["iterative unpipelined"])],
     }
     if baseline is not None:
         for kind in ("iterative", "futures"):
@@ -198,7 +203,7 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
               f"{_median_s(r['first_chunk'] for r in runs)}, peak RSS {max(r['peak_mb'] for r in runs):.0f} MB, "
               f"{runs[0]['chunks']} chunks")
     for label, values in ratios.items():
-        print(f"{label:44s} = {statistics.median(values):.2f} {_fmt(values)}")
+        print(f"{label:54s} = {statistics.median(values):.2f} {_fmt(values)}")
     return {"results": results, "ratios": ratios}
 
 
