@@ -280,3 +280,22 @@ def test_manual_job_engines_are_declared_by_class_not_by_a_submit_attribute():
     with pytest.raises(ExecutorError, match="Jobs is a manual-job executor"):
         Jobs({}).get()
     assert Jobs({}).submit("cfg") == ["cfg"] and isinstance(Jobs({}), ExecutorFactoryABC)
+
+
+def test_a_failing_setup_releases_what_it_acquired():
+    released = []
+
+    class HalfStarted(ExecutorFactoryABC):
+        def setup(self):
+            self.cluster = "started"
+            raise RuntimeError("scheduler port taken")
+
+        def get(self):
+            return None
+
+        def close(self):
+            released.append(getattr(self, "cluster", None))
+
+    with pytest.raises(RuntimeError, match="scheduler port taken"):
+        HalfStarted({})
+    assert released == ["started"]

@@ -50,7 +50,11 @@ class ExecutorFactoryABC(abc.ABC):
         self.run_options = run_options
         self.outputdir = Path(outputdir) if outputdir is not None else None
         self.kwargs = kwargs
-        self.setup()
+        try:
+            self.setup()
+        except BaseException:
+            self.close()  # a half-done setup (a cluster started, jobs submitted) is released too
+            raise
 
     @abc.abstractmethod
     def get(self) -> Any:
@@ -60,7 +64,8 @@ class ExecutorFactoryABC(abc.ABC):
         """Acquire resources (called by the constructor); nothing by default."""
 
     def close(self) -> None:
-        """Release what ``setup()`` acquired; nothing by default."""
+        """Release what ``setup()`` acquired, also when ``setup()`` failed half-way (the
+        constructor calls it then); nothing by default."""
 
     def customized_args(self) -> dict[str, Any]:
         """Executor arguments common to every engine, derived from the run options."""

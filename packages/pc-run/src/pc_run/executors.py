@@ -573,11 +573,7 @@ class DaskExecutorFactory(ExecutorFactoryABC):
         self._gone_since: dict[str, float] = {}   # job name -> when its worker was first missed
         self._replaced = 0
         self._no_workers_since: float | None = None
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
+        self._start()
 
     def _start(self) -> None:
         from distributed import Client
@@ -973,11 +969,7 @@ class ParslExecutorFactory(ExecutorFactoryABC):
 
     def setup(self) -> None:
         self._job_ids = set()
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
+        self._start()
 
     def _start(self) -> None:
         import parsl
