@@ -13,7 +13,7 @@ import pc_run.chunk_work as chunk_work
 from analysis_testlib import invoke_run, make_analysis, standard_fileset
 from outputs_compare import assert_outputs_equal
 from pc_core.output import load_output
-from pc_run.chunk_work import INPUT_FILE, process_chunk
+from pc_run.chunk_work import INPUT_FILE, pipelining_default, process_chunk
 from pc_run.runner import NanoAODSchemaQuiet
 
 
@@ -77,6 +77,15 @@ def test_a_chunk_that_is_not_the_prefetched_one_reads_its_own(nanoaod_dir, reads
     chunks = _chunks(nanoaod_dir / "nano_tt_v12.root", 50)
     order = [chunks[0], chunks[2], chunks[1], chunks[3]]  # the prefetch of 50-100 is not taken by 100-150
     assert _process_all(order, pipeline=True) == _process_all(order, pipeline=False)
+
+
+def test_off_unless_asked_for(monkeypatch):
+    monkeypatch.delenv("POCKET_COFFEA_PIPELINE", raising=False)
+    assert not pipelining_default()
+    monkeypatch.setenv("POCKET_COFFEA_PIPELINE", "1")
+    assert pipelining_default()
+    monkeypatch.setenv("POCKET_COFFEA_PIPELINE", "off")
+    assert not pipelining_default()
 
 
 @pytest.fixture(scope="module")

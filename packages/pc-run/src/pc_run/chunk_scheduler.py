@@ -83,7 +83,7 @@ _PROCESSOR_CACHE: dict[str, Any] = {}
 class ChunkSettings:
     schema: type
     timeout: int = 60
-    # read the next chunk's branches while the analysis runs (``chunk_work.process_chunk``)
+    # read the next chunk's branches while the analysis runs (``chunk_work.process_chunk``); off by default
     pipeline: bool = dataclasses.field(default_factory=pipelining_default)
 
 
