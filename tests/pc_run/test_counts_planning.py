@@ -92,3 +92,24 @@ def test_a_wrong_count_stops_the_run_naming_the_file(tmp_path, nanoaod_dir, wron
     result = invoke_run(["--cfg", config, "-o", tmp_path / "out", "-e", "iterative", "--skip-bad-files", "-ll", "WARNING"])
     assert result.exit_code != 0
     assert "nano_dy.root" in result.output and "fileset declares" in result.output, result.output
+
+
+def test_a_file_keeps_one_identity_when_a_chunk_was_skipped_before_one_was_read():
+    from coffea.processor.executor import WorkItem
+
+    from pc_core.ledger import new_ledger
+
+    accounting = runner._Accounting(checkpoints=None, interval=30.0)
+    accounting.ledger = new_ledger()
+    path, uuid = "/data/f.root", bytes(range(1, 17))
+    first = WorkItem("DY", path, "Events", 0, 10, b"")  # planned from counts: no UUID yet
+    second = WorkItem("DY", path, "Events", 10, 20, uuid)  # as the scheduler reports a chunk that read the file
+    runner._record_chunk(accounting, first, {("DY", path): 20}, runner.SKIPPED, kind="corrupt-file", reason="bad basket")
+    runner._record_chunk(accounting, second, {("DY", path): 20}, runner.PROCESSED)
+    third = WorkItem("DY", path, "Events", 0, 10, b"")  # skipped again later, e.g. after a resume
+    runner._record_chunk(accounting, third, {("DY", path): 20}, runner.SKIPPED, kind="corrupt-file", reason="bad basket")
+    files = accounting.ledger["files"]
+    assert list(files) == [f"uuid:{uuid.hex()}"]
+    assert files[f"uuid:{uuid.hex()}"]["processed"] == [[10, 20]]
+    assert runner._already_processed(accounting.ledger, WorkItem("DY", path, "Events", 10, 20, b""))
+    assert not runner._already_processed(accounting.ledger, WorkItem("DY", path, "Events", 0, 10, b""))

@@ -237,7 +237,20 @@ def _identity(ledger: Mapping | None, chunk: WorkItem) -> str:
     return identity
 
 
+def _adopt_uuid(ledger: Mapping, chunk: WorkItem) -> None:
+    """A chunk read its file's UUID: an entry the file got under its URL before (a chunk of it
+    skipped before any was read) moves to the UUID, so that the file has one identity."""
+    identity = file_identity(chunk.filename, chunk.fileuuid)
+    if not identity.startswith("uuid:") or identity in ledger["files"]:
+        return
+    url_identity = file_identity(chunk.filename)
+    entry = ledger["files"].get(url_identity)
+    if entry is not None and entry.get("dataset") == chunk.dataset:
+        ledger["files"][identity] = ledger["files"].pop(url_identity)
+
+
 def _record_chunk(accounting: _Accounting, chunk: WorkItem, entries: Mapping, status: str, **extra) -> None:
+    _adopt_uuid(accounting.ledger, chunk)
     record(
         accounting.ledger, identity=_identity(accounting.ledger, chunk), dataset=chunk.dataset,
         url=chunk.filename, entries=entries.get((chunk.dataset, chunk.filename)), start=chunk.entrystart,
