@@ -221,7 +221,8 @@ def test_dead_site_named_skipped_then_replicas_moved(run_catalog, local_referenc
 
     _site_script(services, "stop_xrootd.sh", cat.flaky)
     try:
-        # skip-bad-files off: the run stops before processing, naming the URL and the kind of failure
+        # skip-bad-files off: the run stops at the first chunk of a dead file (counts declared: no file is
+        # opened before), naming the URL, the kind of failure and what to do
         failed = _run(config, tmp_path / "fail", "--no-skip-bad-files")
         assert failed.returncode == 1, failed.stderr
         named = [url for _, url in on_flaky if url in failed.stderr]
@@ -326,7 +327,7 @@ def test_site_dying_during_the_run_is_classified(run_catalog, rucio_config, serv
         first = marker.read_text()
         named = [url for _, url in on_flaky if f"input file {url} " in failed.stderr]
         assert len(named) == 1 and named[0] != first, failed.stderr
-        assert f"could not be read ({DEAD_SERVER}) at entries" in " ".join(failed.stderr.split())
+        assert f"cannot be read ({DEAD_SERVER}) at entries" in " ".join(failed.stderr.split())
         assert "Traceback" not in failed.stderr  # one clean message
         assert not (tmp_path / "fail" / "output_all.coffea").exists()
 

@@ -233,9 +233,14 @@ Files may be specified as:
 
 PC_RUN_OUT = (f"Error: input file {url(SITE_A, 'D')} of dataset 'DY_2018' cannot be read (missing-file): "
               "[ERROR] Server responded with an error: [3011] No such file. Hint: ...")
+# the same failure met by a chunk (files with declared counts are not opened before processing)
+PC_RUN_CHUNK_OUT = (f"Error: input file {url(SITE_A, 'E')} of dataset 'DY_2018' cannot be read (dead-server) at "
+                    "entries 0-40 after 21 attempt(s): OSError: Failed to submit File.open request: [FATAL] "
+                    "Connection error. Hint: ...")
 
 
-@pytest.mark.parametrize("text, name", [(XROOTD_OUT, "B"), (NOT_FOUND_OUT, "C"), (PC_RUN_OUT, "D")])
+@pytest.mark.parametrize("text, name", [(XROOTD_OUT, "B"), (NOT_FOUND_OUT, "C"), (PC_RUN_OUT, "D"),
+                                        (PC_RUN_CHUNK_OUT, "E")])
 def test_read_failure_is_found_in_the_log(text, name):
     failure = find_read_failure(("some output\n" + text).splitlines())
     assert failure is not None and failure.url == url(SITE_A, name)

@@ -416,7 +416,7 @@ class ReadFailure(InputFileError):
         hint = read_error_hint(failure.kind)
         message = _detail(failure)
         super().__init__(
-            f"input file {item.filename} of dataset {item.dataset!r} could not be read ({failure.kind}) "
+            f"input file {item.filename} of dataset {item.dataset!r} cannot be read ({failure.kind}) "
             f"at entries {item.entrystart}-{item.entrystop} after {attempts} attempt(s): {message}. "
             + (f"Hint: {hint}. " if hint else "")
             + "Fix or remove it from the fileset, or run with --skip-bad-files (run option "
