@@ -10,7 +10,7 @@ raw read of the branches it reads, on two inputs of >= 1M events in >= 4 files:
 Per input and per round, alternating the order every other round, it measures: uproot
 opening the files and reading + decompressing those branches (1 process, and the files
 shared by 2 forked processes), ``pocket-coffea run`` with ``iterative`` (also with
-pipelined reading, ``POCKET_COFFEA_PIPELINE=1``) and ``futures -s 2`` (whole command, chunk
+pipelined reading, run option ``pipelined-reading: true``) and ``futures -s 2`` (whole command, chunk
 phase from the run's processing report, launch to first chunk from the report's
 ``processing_started``, peak RSS of its processes). Then the medians of the within-round
 ratios. Separately (also in rounds), launch to first chunk of
@@ -101,12 +101,12 @@ def raw_rate(files: list[Path], branches: list[str], processes: int) -> float:
     return raw_read_rate(files, branches, processes)
 
 
-def run(fileset: Path, outdir: Path, executor: list[str], code: Path | None = None, extra_env: dict | None = None) -> dict:
+def run(fileset: Path, outdir: Path, executor: list[str], code: Path | None = None) -> dict:
     """``pocket-coffea run`` in a fresh parent process: wall time, report, peak RSS, launch to first chunk.
 
     ``code``: another checkout (or export) of the repository whose packages are imported instead."""
     shutil.rmtree(outdir, ignore_errors=True)
-    env = dict(os.environ, POCKET_COFFEA_BENCH_FILESET=str(fileset), **(extra_env or {}))
+    env = dict(os.environ, POCKET_COFFEA_BENCH_FILESET=str(fileset))
     if code is not None:
         sources = [str(p) for p in sorted((code / "packages").glob("*/src"))] + [str(code / "src")]
         env["PYTHONPATH"] = os.pathsep.join([*sources, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -144,13 +144,19 @@ def _median_s(values) -> str:
     return f"{statistics.median(values):.2f} s" if values else "n/a"
 
 
+def _pipelined_options(work: Path) -> Path:
+    path = work / "pipelined-reading.yaml"
+    path.write_text("pipelined-reading: true\n")
+    return path
+
+
 def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repeat: int, chunking: list[str],
                   baseline: Path | None = None) -> dict:
     branches = branches_read(fileset)
     n_events = sum(uproot.open(f)["Events"].num_entries for f in files)
     total_branches = len(uproot.open(files[0])["Events"].keys())
     executors = {"iterative": ["-e", "iterative"], "futures": ["-e", "futures", "-s", "2"],
-                 "iterative pipelined": ["-e", "iterative"]}
+                 "iterative pipelined": ["-e", "iterative", "-ro", str(_pipelined_options(work))]}
     if baseline is not None:
         executors.update({"iterative baseline": ["-e", "iterative"], "futures baseline": ["-e", "futures", "-s", "2"]})
     kinds = ["raw", "raw2", *executors]
@@ -165,9 +171,8 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
                 results[kind].append(raw_rate(files, branches, 2))
             else:
                 code = baseline if kind.endswith("baseline") else None
-                extra = {"POCKET_COFFEA_PIPELINE": "1"} if kind.endswith("pipelined") else None
                 results[kind].append(run(fileset, work / f"out-{name.split()[0]}-{kind.replace(' ', '-')}",
-                                         executors[kind] + chunking, code, extra))
+                                         executors[kind] + chunking, code))
         line = f"round {round_index + 1}: raw {results['raw'][-1]:,.0f}/s, raw 2 proc {results['raw2'][-1]:,.0f}/s"
         for kind in executors:
             r = results[kind][-1]

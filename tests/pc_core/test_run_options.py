@@ -27,7 +27,7 @@ REQUIRED_EXECUTORS = [
     "dask@oscar", "dask@rubin", "condor@lxplus", "condor@rubin",
 ]
 GENERAL_KEYS = {
-    "scaleout", "chunksize", "limit-files", "limit-chunks", "retries", "tree-reduction", "skip-bad-files", "checkpoint-interval",
+    "scaleout", "chunksize", "limit-files", "limit-chunks", "retries", "tree-reduction", "skip-bad-files", "checkpoint-interval", "pipelined-reading",
     "voms-proxy", "ignore-grid-certificate", "group-samples", "max-events-per-job",
 }
 

@@ -13,7 +13,7 @@ import pc_run.chunk_work as chunk_work
 from analysis_testlib import invoke_run, make_analysis, standard_fileset
 from outputs_compare import assert_outputs_equal
 from pc_core.output import load_output
-from pc_run.chunk_work import INPUT_FILE, pipelining_default, process_chunk
+from pc_run.chunk_work import INPUT_FILE, process_chunk
 from pc_run.runner import NanoAODSchemaQuiet
 
 
@@ -79,13 +79,14 @@ def test_a_chunk_that_is_not_the_prefetched_one_reads_its_own(nanoaod_dir, reads
     assert _process_all(order, pipeline=True) == _process_all(order, pipeline=False)
 
 
-def test_off_unless_asked_for(monkeypatch):
-    monkeypatch.delenv("POCKET_COFFEA_PIPELINE", raising=False)
-    assert not pipelining_default()
-    monkeypatch.setenv("POCKET_COFFEA_PIPELINE", "1")
-    assert pipelining_default()
-    monkeypatch.setenv("POCKET_COFFEA_PIPELINE", "off")
-    assert not pipelining_default()
+def test_off_unless_the_run_option_asks_for_it(tmp_path):
+    from pc_core.errors import RunOptionsError
+    from pc_core.run_options import load_run_options
+
+    assert load_run_options("iterative")["pipelined-reading"] is False
+    assert load_run_options("futures", {"pipelined-reading": True})["pipelined-reading"] is True
+    with pytest.raises(RunOptionsError, match="'pipelined-reading' has invalid value 'yes'"):
+        load_run_options("iterative", {"pipelined-reading": "yes"})
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +95,13 @@ def config(tmp_path_factory, nanoaod_dir):
 
 
 @pytest.mark.parametrize("executor", [["-e", "iterative"], ["-e", "futures", "-s", "2"]], ids=["iterative", "futures"])
-def test_histograms_identical_with_and_without_pipelining(config, tmp_path, monkeypatch, executor):
+def test_histograms_identical_with_and_without_pipelining(config, tmp_path, executor):
     outputs = {}
     for pipeline in ("1", "0"):
-        monkeypatch.setenv("POCKET_COFFEA_PIPELINE", pipeline)
+        options = tmp_path / f"pipeline-{pipeline}.yaml"
+        options.write_text(f"pipelined-reading: {'true' if pipeline == '1' else 'false'}\n")
         outdir = tmp_path / f"pipeline-{pipeline}"
-        result = invoke_run(["--cfg", config, "-o", outdir, *executor, "-c", "15", "-ll", "WARNING"])
+        result = invoke_run(["--cfg", config, "-o", outdir, *executor, "-c", "15", "-ro", options, "-ll", "WARNING"])
         assert result.exit_code == 0, (result.output, result.exception)
         outputs[pipeline] = load_output(outdir / "output_all.coffea")
     # futures adds chunk outputs in the order they finish (last-bit differences of sums); iterative: exact

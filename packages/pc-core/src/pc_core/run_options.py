@@ -185,6 +185,9 @@ SCHEMA: dict[str, KeySpec] = {
     "checkpoint-interval": KeySpec(
         "an integer >= 1 (seconds)", _int_check(1), "seconds between two checkpoints of the finished chunks"
     ),
+    "pipelined-reading": KeySpec(
+        "a boolean", _bool_check, "read the next chunk's branches in a background thread while a chunk is analysed"
+    ),
     "voms-proxy": KeySpec(_OPT_STR, _optional(_str_check), "path of the grid proxy"),
     "ignore-grid-certificate": KeySpec("a boolean", _bool_check, "do not look for a grid proxy"),
     "group-samples": KeySpec(
@@ -262,7 +265,7 @@ REMOVED_KEYS: dict[str, str] = {
 # keys the run itself reads, whatever the executor (the rest belongs to engines)
 RUNNER_KEYS = frozenset({
     "scaleout", "chunksize", "limit-files", "limit-chunks", "retries", "tree-reduction", "skip-bad-files",
-    "checkpoint-interval", "voms-proxy", "ignore-grid-certificate", "group-samples",
+    "checkpoint-interval", "pipelined-reading", "voms-proxy", "ignore-grid-certificate", "group-samples",
 })
 
 

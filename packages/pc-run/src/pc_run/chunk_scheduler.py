@@ -40,7 +40,7 @@ from coffea import processor as coffea_processor
 from pc_core.errors import ExecutorError, PocketCoffeaError
 from pc_core.read_errors import read_error_hint
 
-from .chunk_work import ChunkPhaseError, ReadChunkOutput, pipelining_default, process_chunk
+from .chunk_work import ChunkPhaseError, ReadChunkOutput, process_chunk
 from .failures import ChunkFailure, classify_chunk_failure
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,9 @@ _PROCESSOR_CACHE: dict[str, Any] = {}
 class ChunkSettings:
     schema: type
     timeout: int = 60
-    # read the next chunk's branches while the analysis runs (``chunk_work.process_chunk``); off by default
-    pipeline: bool = dataclasses.field(default_factory=pipelining_default)
+    # read the next chunk's branches while the analysis runs (``chunk_work.process_chunk``): the run
+    # option pipelined-reading, off by default (measured not to pay on 2 cores: docs/performance.md)
+    pipeline: bool = False
 
 
 def run_chunk_task(item, processor, settings: ChunkSettings) -> tuple[str, Any]:
@@ -93,7 +94,7 @@ def run_chunk_task(item, processor, settings: ChunkSettings) -> tuple[str, Any]:
         processor = processor.load()
     try:
         return "ok", process_chunk(item, processor, settings.schema, settings.timeout,
-                                   pipeline=getattr(settings, "pipeline", False))
+                                   pipeline=settings.pipeline)
     except ChunkPhaseError as exc:
         return "failed", classify_chunk_failure(exc.original, item.filename, exc.phase)
     except Exception as exc:  # noqa: BLE001 - anything else is ours or the user's: stop, named

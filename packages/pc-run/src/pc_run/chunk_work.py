@@ -277,17 +277,6 @@ def _next_range(layout: TreeLayout, start: int, stop: int) -> tuple[int, int] | 
     return stop, min(end, stop + (stop - start))
 
 
-def pipelining_default() -> bool:
-    """Pipelined reading is off unless ``$POCKET_COFFEA_PIPELINE`` is ``1`` (or ``true``, ``yes``, ``on``).
-
-    Measured on a 2-core machine (docs/performance.md) it did not pay: the reading thread
-    needs the GIL between its decompression calls and competes with the analysis for it
-    (iterative 0.83-1.03x without it), and with ``futures -s 2`` it competes with the other
-    worker for the cores (0.86x). It stays available for machines with spare cores per process.
-    """
-    return os.environ.get("POCKET_COFFEA_PIPELINE", "0").strip().lower() in ("1", "true", "yes", "on")
-
-
 def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=None, iteritems_options=None,
                   pipeline: bool = False):
     """Run ``processor_instance`` on one chunk (a coffea ``WorkItem``) in this process.

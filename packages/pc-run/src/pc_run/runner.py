@@ -361,7 +361,7 @@ def run_fileset(
         backend = backend_for(executor, processor_instance)
         progress, task = _progress_bar(len(chunks), len(chunks) - len(todo), f"Processing ({backend.description})")
         callbacks = ChunkCallbacks(done=done, skipped=skipped, progress=lambda chunk: progress.advance(task))
-        scheduler = ChunkScheduler(backend, ChunkSettings(NanoAODSchemaQuiet), int(run_options.get("retries") or 0),
+        scheduler = ChunkScheduler(backend, ChunkSettings(NanoAODSchemaQuiet, pipeline=bool(run_options.get("pipelined-reading"))), int(run_options.get("retries") or 0),
                                    skip_bad, callbacks)
         # Everything alive now (modules, the configuration) lives for the whole run: frozen, it is
         # not rescanned by each full garbage collection (~80 ms each, ~5% of a run), and forked
