@@ -28,7 +28,7 @@ import uproot
 
 from analysis_testlib import make_analysis
 from outputs_compare import assert_outputs_equal
-from pc_core.ledger import normalise_url
+from pc_core.urls import normalise_url
 from pc_core.fileset import load_fileset_json
 from pc_core.output import load_output
 from pc_core.read_errors import DEAD_SERVER, MISSING_FILE

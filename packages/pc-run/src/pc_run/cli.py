@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pc_core.cli_support import LOGLEVELS, run_cli, setup_logging
+from pc_core.cli_support import loglevel_option, run_cli, setup_logging
 
 from .analysis_run import LOG_FILE, RunRequest, append_traceback, run_analysis
 from .output_folder import OutputFolderError
@@ -38,8 +38,7 @@ def _quiet_known_warnings() -> None:
 @click.option("-s", "--scaleout", type=click.IntRange(min=1), default=None, help="Overwrite scaleout config")
 @click.option("-c", "--chunksize", type=click.IntRange(min=1), default=None, help="Overwrite chunksize config")
 @click.option("-q", "--queue", default=None, help="Overwrite queue config")
-@click.option("-ll", "--loglevel", default="INFO", show_default=True,
-              type=click.Choice(LOGLEVELS, case_sensitive=False), help="Console logging level")
+@loglevel_option()
 @click.option("-ps", "--process-separately", is_flag=True, default=False, help="Process each dataset separately")
 @click.option("--filter-years", default=None,
               help="Filter the data taking period of the datasets to be processed (comma separated list)")

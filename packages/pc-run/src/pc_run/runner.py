@@ -22,15 +22,14 @@ from coffea import processor as coffea_processor
 from coffea.nanoevents import NanoAODSchema
 from coffea.processor.executor import FileMeta, WorkItem
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+from pc_core.cli_support import progress_bar
 from pc_core.errors import PocketCoffeaError
 from pc_core.ledger import (
-    FAILED, LEDGER_KEY, PROCESSED, SKIPPED, file_identity, new_ledger, normalise_url, processed_events, record,
+    FAILED, LEDGER_KEY, PROCESSED, SKIPPED, file_identity, new_ledger, processed_events, record,
 )
 from pc_core.read_errors import OTHER, OTHER_IO, read_error_hint
 from pc_core.run_options import chunksize_for_sample, warn_unknown_samples
+from pc_core.urls import normalise_url
 
 from .chunk_scheduler import ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for
 from .chunk_work import DECLARED_ENTRIES, INPUT_FILE, import_chunk_modules, order_for_workers
@@ -276,11 +275,7 @@ def _already_processed(ledger: Mapping | None, chunk: WorkItem) -> bool:
 
 
 def _progress_bar(total: int, done: int, description: str):
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
-    )
+    progress = progress_bar(transient=True, unit="chunks", eta=True)
     task = progress.add_task(description, total=total, completed=done)
     return progress, task
 
