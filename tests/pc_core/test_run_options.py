@@ -338,3 +338,15 @@ def test_a_per_sample_typo_is_named(caplog):
     assert ("chunksize has keys matching no sample in the fileset: DYJetsToLL_typo; samples present: "
             "DYJetsToLL, TTTo2L2Nu") in caplog.text
     assert warn_unknown_samples(150_000, "chunksize", ["DYJetsToLL"]) == []
+
+
+def test_defaults_are_read_once_and_handed_out_as_copies():
+    from pc_core import run_options
+
+    first = load_defaults()
+    first["general"]["chunksize"] = 1  # the caller's copy only
+    assert load_defaults()["general"]["chunksize"] == 150000
+    run_options._packaged_defaults.cache_clear()
+    load_run_options("dask@lxplus")
+    load_run_options("iterative")
+    assert run_options._packaged_defaults.cache_info().misses == 1

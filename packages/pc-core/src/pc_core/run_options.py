@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -398,13 +399,19 @@ def defaults_path() -> str:
     return str(files("pc_core").joinpath(DEFAULTS_RESOURCE))
 
 
-def load_defaults() -> dict[str, dict[str, Any]]:
-    """The packaged defaults, every section validated; a fresh copy each call."""
+@functools.cache
+def _packaged_defaults() -> dict[str, dict[str, Any]]:
+    """The packaged defaults file, read and validated once per process (it is part of the install)."""
     source = defaults_path()
     data = parse_yaml(files("pc_core").joinpath(DEFAULTS_RESOURCE).read_text(), source, RunOptionsError)
     if not isinstance(data, Mapping) or GENERAL_SECTION not in data:
         raise RunOptionsError(f"{source}: the packaged defaults need a mapping with a 'general' section")
     return {name: validate_options(section, f"{source} [{name}]") for name, section in data.items()}
+
+
+def load_defaults() -> dict[str, dict[str, Any]]:
+    """The packaged defaults, every section validated; a fresh copy each call."""
+    return copy.deepcopy(_packaged_defaults())
 
 
 def available_executors(defaults: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:

@@ -238,20 +238,13 @@ def _split_per_sample(fileset: Mapping[str, Any], budgets: Mapping[str, int]) ->
 
 
 def resolve_job_chunksize(job: Job, chunksize: int | Mapping[str, int]) -> int:
-    """The in-job chunksize: an int as is; a per-sample dict needs a single-sample job."""
-    problem = per_sample_int_problem(chunksize)
-    if problem is not None:
-        raise RunOptionsError(
-            f"chunksize = {chunksize!r} is not valid ({problem}); expected an integer > 0 "
-            "or a mapping {default: int, <sample>: int}"
-        )
-    if is_int(chunksize):
-        return chunksize  # type: ignore[return-value]
+    """The in-job chunksize: an int as is; a per-sample dict needs a single-sample job
+    (``run_options.per_sample_value`` validates and resolves it)."""
     samples = job.samples
-    if len(samples) != 1:
+    if isinstance(chunksize, Mapping) and len(samples) != 1:
         raise RunOptionsError(
             f"job {job.index} contains files from multiple samples ({', '.join(samples)}) but chunksize is a "
             "per-sample dict, which needs one sample per job: use the dict form of max-events-per-job "
             "(one sample per job) or an integer chunksize"
         )
-    return per_sample_value(dict(chunksize), samples[0], "chunksize")  # type: ignore[arg-type]
+    return per_sample_value(dict(chunksize) if isinstance(chunksize, Mapping) else chunksize, samples[0], "chunksize")
