@@ -161,7 +161,7 @@ def load_jobs_config(path: str | os.PathLike) -> JobsConfig:
     config_path = find_jobs_config(path)
     jobs_dir = config_path.parent
     try:
-        raw = copy.deepcopy(load_jobs_document(config_path))  # the one reader of jobs_config.yaml (jobs_dir)
+        raw = load_jobs_document(config_path)  # the one reader of jobs_config.yaml (jobs_dir)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
