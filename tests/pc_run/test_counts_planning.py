@@ -113,3 +113,25 @@ def test_a_file_keeps_one_identity_when_a_chunk_was_skipped_before_one_was_read(
     assert files[f"uuid:{uuid.hex()}"]["processed"] == [[10, 20]]
     assert runner._already_processed(accounting.ledger, WorkItem("DY", path, "Events", 10, 20, b""))
     assert not runner._already_processed(accounting.ledger, WorkItem("DY", path, "Events", 0, 10, b""))
+
+
+def test_a_missing_file_is_tried_for_one_chunk_and_its_other_chunks_are_skipped(tmp_path, nanoaod_dir):
+    """Counts declared, so nothing is opened before processing: the first chunk of a missing
+    file uses up its retries, its 9 other chunks are skipped without reading it again."""
+    fileset = _with_counts(standard_fileset(nanoaod_dir))
+    dy = next(iter(fileset))
+    missing = str(tmp_path / "gone" / "nano_missing.root")
+    fileset[dy]["files"].append(missing)
+    fileset[dy]["metadata"]["file_nevents"].append(100)
+    config = make_analysis(tmp_path / "analysis", fileset)
+    outdir = tmp_path / "out"
+    result = invoke_run(["--cfg", config, "-o", outdir, "-c", "10", "--skip-bad-files", "-ll", "INFO"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    ledger = load_output(outdir / "output_all.coffea")["processing_metadata"]["ledger"]
+    (entry,) = [e for e in ledger["files"].values() if e["url"] == missing]
+    assert sorted((r["start"], r["stop"]) for r in entry["skipped"]) == [(start, start + 10) for start in range(0, 100, 10)]
+    assert entry["processed"] == [] and {r["kind"] for r in entry["skipped"]} == {"missing-file"}
+    log_text = (outdir / "run.log").read_text()
+    attempts = [line for line in log_text.splitlines() if f"Reading {missing}" in line and "attempt" in line]
+    assert len(attempts) == 1 and "(entries 0-10) failed (missing-file), attempt 1 of 2" in attempts[0], attempts
+    assert log_text.count("as its other chunk") == 9

@@ -7,7 +7,9 @@ executor's workers itself, one chunk per task, and decides per chunk:
 - it **succeeded**: its output is added and its entry range goes into the ledger;
 - its **input file could not be read** (``failures.ChunkFailure`` category ``read``): it is
   tried again, up to ``retries`` times (deterministic kinds such as a corrupt file twice at
-  most), then skipped (``skip-bad-files``) or the run fails naming the file;
+  most), then skipped (``skip-bad-files``) or the run fails naming the file; a skipped
+  failure of the whole file (dead server, missing, unresolvable host, permission) skips the
+  file's other chunks without reading it again;
 - **the analysis failed** (an exception of the user's code or configuration): never retried;
   the run stops, naming the dataset, file, entry range, exception and the user's frame;
 - **its worker died** (killed by the OOM killer, ``kill -9``): every chunk that was running
@@ -49,6 +51,9 @@ log = logging.getLogger(__name__)
 # corrupt one transfer), not the full ``retries``
 DETERMINISTIC_READ_KINDS = frozenset({"missing-file", "corrupt-file", "permission"})
 DETERMINISTIC_READ_RETRIES = 1
+# read failures of the whole file, not of one entry range (a corrupt basket is): once a chunk
+# used up its retries on one, the file's other chunks are skipped without reading it again
+WHOLE_FILE_READ_KINDS = frozenset({"dead-server", "missing-file", "dns", "permission"})
 MAX_SOLO_DEATHS = 2
 
 
@@ -461,6 +466,8 @@ class ChunkScheduler:
     retries: int
     skip_bad_files: bool
     callbacks: ChunkCallbacks
+    # (dataset, file) -> the whole-file failure that made a chunk of it skipped
+    unreadable: dict[tuple[str, str], ChunkFailure] = dataclasses.field(default_factory=dict)
 
     def _retry_limit(self, failure: ChunkFailure) -> int:
         if failure.kind in DETERMINISTIC_READ_KINDS:
@@ -487,7 +494,8 @@ class ChunkScheduler:
                 else:
                     while queue and len(inflight) < backend.capacity:
                         attempt = queue.popleft()
-                        inflight[backend.submit(attempt.item, self.settings)] = attempt
+                        if not self._skipped_as_unreadable(attempt.item):
+                            inflight[backend.submit(attempt.item, self.settings)] = attempt
                 for future in backend.wait(list(inflight)):
                     attempt = inflight.pop(future, None)
                     if attempt is None:
@@ -538,6 +546,8 @@ class ChunkScheduler:
         item = attempt.item
         if failure.category != "read":
             raise AnalysisError(item, failure)
+        if self._skipped_as_unreadable(item):  # in flight while another chunk of its file gave up on it
+            return
         attempt.read_failures += 1
         limit = self._retry_limit(failure)
         if attempt.read_failures <= limit:
@@ -550,8 +560,21 @@ class ChunkScheduler:
         log.warning("Skipping entries %d-%d of input file %s of dataset %r (%s) after %d attempt(s): %s",
                     item.entrystart, item.entrystop, item.filename, item.dataset, failure.kind,
                     attempt.read_failures, _detail(failure))
+        if failure.kind in WHOLE_FILE_READ_KINDS:
+            self.unreadable[(item.dataset, item.filename)] = failure
         self.callbacks.skipped(item, failure)
         self.callbacks.progress(item)
+
+    def _skipped_as_unreadable(self, item) -> bool:
+        """Skip ``item`` at once if another chunk of its file was skipped for a whole-file failure."""
+        failure = self.unreadable.get((item.dataset, item.filename))
+        if failure is None:
+            return False
+        log.info("Skipping entries %d-%d of input file %s of dataset %r (%s, as its other chunk)",
+                 item.entrystart, item.entrystop, item.filename, item.dataset, failure.kind)
+        self.callbacks.skipped(item, failure)
+        self.callbacks.progress(item)
+        return True
 
 
 __all__ = [
