@@ -24,9 +24,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from condor_testlib import fileset_for, invoke_run, make_analysis, write_options
 from pc_core.config_loading import load_configurator
 from pc_jobs.job_config import JOB_FORMAT, read_job_data
+from service_guard import require_service
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pc-core", "pc-datasets", "pc-jobs")
@@ -52,8 +54,7 @@ def light_venv() -> Path:
     if python.exists() and (venv / ".complete").exists():
         return venv
     uv = _uv()
-    if uv is None:
-        pytest.skip("uv is not available to build the submit-node venv")
+    require_service("uv", uv is not None, "it builds the submit-node venv (dev.py setup installs it into .venv)")
     building = venv.with_name(venv.name + f".build{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
     steps = [
