@@ -99,20 +99,21 @@ def test_a_file_keeps_one_identity_when_a_chunk_was_skipped_before_one_was_read(
 
     from pc_core.ledger import new_ledger
 
-    accounting = runner._Accounting(checkpoints=None, interval=30.0)
-    accounting.ledger = new_ledger()
+    ledger = new_ledger()
+    identities = runner._FileIdentities(ledger)
     path, uuid = "/data/f.root", bytes(range(1, 17))
     first = WorkItem("DY", path, "Events", 0, 10, b"")  # planned from counts: no UUID yet
     second = WorkItem("DY", path, "Events", 10, 20, uuid)  # as the scheduler reports a chunk that read the file
-    runner._record_chunk(accounting, first, {("DY", path): 20}, runner.SKIPPED, kind="corrupt-file", reason="bad basket")
-    runner._record_chunk(accounting, second, {("DY", path): 20}, runner.PROCESSED)
+    identities.record(first, 20, runner.SKIPPED, kind="corrupt-file", reason="bad basket")
+    identities.record(second, 20, runner.PROCESSED)
     third = WorkItem("DY", path, "Events", 0, 10, b"")  # skipped again later, e.g. after a resume
-    runner._record_chunk(accounting, third, {("DY", path): 20}, runner.SKIPPED, kind="corrupt-file", reason="bad basket")
-    files = accounting.ledger["files"]
+    identities.record(third, 20, runner.SKIPPED, kind="corrupt-file", reason="bad basket")
+    files = ledger["files"]
     assert list(files) == [f"uuid:{uuid.hex()}"]
     assert files[f"uuid:{uuid.hex()}"]["processed"] == [[10, 20]]
-    assert runner._already_processed(accounting.ledger, WorkItem("DY", path, "Events", 10, 20, b""))
-    assert not runner._already_processed(accounting.ledger, WorkItem("DY", path, "Events", 0, 10, b""))
+    resumed = runner._FileIdentities(ledger)  # a resumed run indexes the checkpoint's ledger
+    assert runner._already_processed(ledger, resumed, WorkItem("DY", path, "Events", 10, 20, b""))
+    assert not runner._already_processed(ledger, resumed, WorkItem("DY", path, "Events", 0, 10, b""))
 
 
 def test_a_missing_file_is_tried_for_one_chunk_and_its_other_chunks_are_skipped(tmp_path, nanoaod_dir):

@@ -141,9 +141,10 @@ def prepare_chunks(
         by_chunksize.setdefault(chunksize, {})[dataset] = entry
     chunks: list[WorkItem] = []
     cache = {} if cache is None else cache  # fresh per run: coffea's global cache would keep stale metadata
-    _plan_from_counts(_coffea_fileset(fileset), cache)
+    planned = _coffea_fileset(fileset)
+    _plan_from_counts(planned, cache)
     if not run_options.get("limit-chunks"):  # with a chunk limit, coffea opens only the files it needs
-        _plan_from_metadata(_coffea_fileset(fileset), cache)
+        _plan_from_metadata(planned, cache)
     for chunksize, subset in by_chunksize.items():
         runner = coffea_processor.Runner(
             executor=executor,
@@ -222,45 +223,41 @@ def _beyond_chunk_limit(fileset: Mapping[str, Any], chunks: list[WorkItem], limi
     return beyond
 
 
-def _identity(ledger: Mapping | None, chunk: WorkItem) -> str:
-    """The ledger identity of the chunk's file: its UUID when known; a chunk planned from the
-    fileset's counts (no UUID yet) takes the identity its file already has in ``ledger`` (the UUID
-    an earlier chunk of it read, or a resumed checkpoint's), else the normalised URL."""
-    identity = file_identity(chunk.filename, chunk.fileuuid)
-    if not ledger or identity in ledger["files"] or not identity.startswith("url:"):
+class _FileIdentities:
+    """One ledger identity per input file of the run, found in O(1) per chunk.
+
+    A file's identity is the UUID a chunk read it with (``file_identity``); a chunk planned
+    from the fileset's counts carries no UUID, so it takes the identity its file already has
+    (an earlier chunk's UUID, or a resumed checkpoint's), else the normalised URL. When the
+    first UUID of a file recorded under its URL (a chunk skipped before any was read) arrives,
+    the entry moves to the UUID: the file keeps one identity."""
+
+    def __init__(self, ledger: dict):
+        self.ledger = ledger
+        self.by_url = {(entry.get("dataset"), entry.get("url")): identity
+                       for identity, entry in ledger["files"].items()}
+
+    def of(self, chunk: WorkItem) -> str:
+        key = (chunk.dataset, normalise_url(chunk.filename))
+        known = self.by_url.get(key)
+        identity = file_identity(chunk.filename, chunk.fileuuid)
+        if identity.startswith("uuid:"):
+            files = self.ledger["files"]
+            if known is not None and known.startswith("url:") and identity not in files and known in files:
+                files[identity] = files.pop(known)
+        elif known is not None:
+            identity = known
+        self.by_url[key] = identity
         return identity
-    url = normalise_url(chunk.filename)
-    for known, entry in ledger["files"].items():
-        if entry.get("url") == url and entry.get("dataset") == chunk.dataset:
-            return known
-    return identity
+
+    def record(self, chunk: WorkItem, entries: int | None, status: str, **extra) -> None:
+        """The chunk's entry range in the ledger, under its file's identity."""
+        record(self.ledger, identity=self.of(chunk), dataset=chunk.dataset, url=chunk.filename, entries=entries,
+               start=chunk.entrystart, stop=chunk.entrystop, status=status, **extra)
 
 
-def _adopt_uuid(ledger: Mapping, chunk: WorkItem) -> None:
-    """A chunk read its file's UUID: an entry the file got under its URL before (a chunk of it
-    skipped before any was read) moves to the UUID, so that the file has one identity."""
-    identity = file_identity(chunk.filename, chunk.fileuuid)
-    if not identity.startswith("uuid:") or identity in ledger["files"]:
-        return
-    url_identity = file_identity(chunk.filename)
-    entry = ledger["files"].get(url_identity)
-    if entry is not None and entry.get("dataset") == chunk.dataset:
-        ledger["files"][identity] = ledger["files"].pop(url_identity)
-
-
-def _record_chunk(accounting: _Accounting, chunk: WorkItem, entries: Mapping, status: str, **extra) -> None:
-    _adopt_uuid(accounting.ledger, chunk)
-    record(
-        accounting.ledger, identity=_identity(accounting.ledger, chunk), dataset=chunk.dataset,
-        url=chunk.filename, entries=entries.get((chunk.dataset, chunk.filename)), start=chunk.entrystart,
-        stop=chunk.entrystop, status=status, **extra,
-    )
-
-
-def _already_processed(ledger: Mapping | None, chunk: WorkItem) -> bool:
-    if not ledger:
-        return False
-    entry = ledger["files"].get(_identity(ledger, chunk))
+def _already_processed(ledger: Mapping, identities: _FileIdentities, chunk: WorkItem) -> bool:
+    entry = ledger["files"].get(identities.of(chunk))
     if entry is None:
         return False
     for start, stop in entry["processed"]:
@@ -330,17 +327,19 @@ def run_fileset(
             record(accounting.ledger, identity=file_identity(file, check.uuid), dataset=dataset, url=file,
                    entries=check.entries, start=0, stop=check.entries, status=SKIPPED, kind=kind, reason=reason)
 
-    todo = [c for c in chunks if not _already_processed(accounting.ledger, c)]
+    identities = _FileIdentities(accounting.ledger)
+    todo = [c for c in chunks if not _already_processed(accounting.ledger, identities, c)]
     if processor_instance is None:
         processor_instance = cfg.workflow(cfg)
     import_chunk_modules(NanoAODSchemaQuiet)
 
     def done(chunk, output):
-        _record_chunk(accounting, chunk, entries, PROCESSED)
+        identities.record(chunk, entries.get((chunk.dataset, chunk.filename)), PROCESSED)
         accounting.add(output)
 
     def skipped(chunk, failure):
-        _record_chunk(accounting, chunk, entries, SKIPPED, kind=failure.kind, reason=failure.message)
+        identities.record(chunk, entries.get((chunk.dataset, chunk.filename)), SKIPPED, kind=failure.kind,
+                          reason=failure.message)
         events = chunk.entrystop - chunk.entrystart
         for entry in accounting.skipped:  # one entry per file, however many of its chunks failed
             if (entry["dataset"], entry["file"]) == (chunk.dataset, chunk.filename):
@@ -356,8 +355,8 @@ def run_fileset(
         backend = backend_for(executor, processor_instance)
         progress, task = _progress_bar(len(chunks), len(chunks) - len(todo), f"Processing ({backend.description})")
         callbacks = ChunkCallbacks(done=done, skipped=skipped, progress=lambda chunk: progress.advance(task))
-        scheduler = ChunkScheduler(backend, ChunkSettings(NanoAODSchemaQuiet, pipeline=bool(run_options.get("pipelined-reading"))), int(run_options.get("retries") or 0),
-                                   skip_bad, callbacks)
+        settings = ChunkSettings(NanoAODSchemaQuiet, pipeline=bool(run_options.get("pipelined-reading")))
+        scheduler = ChunkScheduler(backend, settings, int(run_options.get("retries") or 0), skip_bad, callbacks)
         # Everything alive now (modules, the configuration) lives for the whole run: frozen, it is
         # not rescanned by each full garbage collection (~80 ms each, ~5% of a run), and forked
         # workers do not copy its pages when the collector would touch them.
