@@ -214,17 +214,17 @@ def scheduler_options(run_options: Mapping[str, Any], configured: Mapping[str, A
 
 
 def _split_address(address: Any) -> tuple[str, str]:
-    """``(host, port)`` of ``:8787``, ``8787``, ``host:8787``, ``[::1]:8787``, ``host``."""
+    """``(host, port)`` of ``:8787``, ``8787``, ``host:8787``, ``[::1]:8787``, ``host`` (dask's parser)."""
+    from distributed.comm.addressing import parse_host_port
+
     text = str(address).strip()
     if text.isdigit():
         return "", text
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, rest.lstrip(":")
-    if text.count(":") > 1:  # a bare IPv6 address
+    try:
+        host, port = parse_host_port(text, default_port=0)
+    except ValueError:  # a bare IPv6 address
         return text, ""
-    host, sep, port = text.rpartition(":")
-    return (host, port) if sep else (text, "")
+    return host, str(port) if port else ""
 
 
 def dashboard_address(address: Any, placement: Mapping[str, Any], default_port: int = DASHBOARD_PORT) -> str:
