@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 from collections import Counter
@@ -152,68 +151,22 @@ def load_jobs_document(config: str | os.PathLike) -> Any:
     return document
 
 
-# --------------------------------------------------------------------------- a fast YAML emitter
-
-
-def _yaml_scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if value is True or value is False:
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, float):  # what PyYAML's SafeRepresenter writes (a dot before any exponent)
-        if math.isnan(value):
-            return ".nan"
-        if math.isinf(value):
-            return ".inf" if value > 0 else "-.inf"
-        text = repr(value).lower()
-        if "." not in text and "e" in text:
-            text = text.replace("e", ".0e", 1)
-        return text
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
-    raise TypeError(f"cannot write a {type(value).__name__} to jobs_config.yaml")
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
-
-
-def _yaml_key(key: Any) -> str:
-    """A mapping key: plain when YAML reads it back as the same string, else quoted."""
-    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS:
-        return key
-    return _yaml_scalar(key if isinstance(key, int) and not isinstance(key, bool) else str(key))
-
-
-def _yaml_flow(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_yaml_key(k)}: {_yaml_flow(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_yaml_flow(v) for v in value) + "]"
-    if isinstance(value, os.PathLike):
-        return _yaml_scalar(os.fspath(value))
-    return _yaml_scalar(value)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def dump_jobs_config(document: Mapping[str, Any]) -> str:
-    """``jobs_config.yaml``: block style down to each job's keys, each dataset's files and metadata
-    in flow style (as docs/merging.md shows them)."""
-    head = {k: v for k, v in document.items() if k != "jobs"}
-    lines = [yaml.safe_dump(head, sort_keys=False).rstrip("\n"), "jobs:"] if head else ["jobs:"]
-    for index, job in document.get("jobs", {}).items():
-        lines.append(f"  {_yaml_key(index)}:")
-        for key, value in job.items():
-            if key == "fileset" and isinstance(value, Mapping) and value:
-                lines.append("    fileset:")
-                for dataset, entry in value.items():
-                    lines.append(f"      {_yaml_key(dataset)}:")
-                    for part, content in entry.items():
-                        lines.append(f"        {_yaml_key(part)}: {_yaml_flow(content)}")
-            else:
-                lines.append(f"    {_yaml_key(key)}: {_yaml_flow(value)}")
-    return "\n".join(lines) + "\n"
+    """``jobs_config.yaml`` in block style, lists of files and counts in flow style (libyaml:
+    10,000 jobs in ~2 s)."""
+    return yaml.dump(_plain_paths(document), Dumper=_DUMPER, sort_keys=False, default_flow_style=None, width=10**9)
+
+
+def _plain_paths(value: Any) -> Any:
+    """The document with ``Path`` values as strings (the only non-YAML type a job entry holds)."""
+    if isinstance(value, Mapping):
+        return {key: _plain_paths(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_paths(item) for item in value]
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 @dataclass(frozen=True)
