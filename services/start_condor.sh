@@ -40,20 +40,9 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 
 [ "$(id -u)" = 0 ] || { echo "[condor] start_condor.sh: must run as root" >&2; exit 1; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+SERVICE=condor; . "$(dirname "$0")/common.sh"
 t_start=$(now)
 mkdir -p "$BASE"; chmod 0755 "$BASE"
-
-retry() {  # retry N CMD...: run CMD up to N times, 10 s apart (fresh CI machines: apt locks, mirrors)
-  local n=$1 i; shift
-  for i in $(seq 1 "$n"); do
-    "$@" && return 0
-    [ "$i" = "$n" ] && return 1
-    echo "[condor] attempt $i of '$*' failed; retrying in 10s" >&2; sleep 10
-  done
-}
-APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3)
 
 # ---------------------------------------------------------------- install
 install_debootstrap() {

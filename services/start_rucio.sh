@@ -16,8 +16,7 @@ RUCIO_PORT=${PC_RUCIO_PORT:-18080}
 RUCIO_VERSION=${PC_RUCIO_VERSION:-41.5.1}
 PYTHON=${PC_RUCIO_PYTHON:-python3}
 REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
-now() { date +%s.%N; }
-since() { "$PYTHON" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+SERVICE=rucio; . "$(dirname "$0")/common.sh"
 t_start=$(now)
 mkdir -p "$RUCIO_DIR/log" "$RUCIO_DIR/policy/cmstestpolicy"
 

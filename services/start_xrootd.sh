@@ -15,8 +15,7 @@ set -euo pipefail
 BASE=${PC_SERVICES_DIR:-${REALCOMP_DIR:-/tmp/pc-services}}
 XRD_BASE=$BASE/xrootd
 if [ "$#" -gt 0 ]; then SITES="$*"; else SITES=${PC_XRD_SITES:-"T2_CH_CERN:1094 T1_DE_KIT:1095"}; fi
-now() { date +%s.%N; }
-since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+SERVICE=xrootd; . "$(dirname "$0")/common.sh"
 t_start=$(now)
 
 if ! command -v xrootd >/dev/null || ! command -v xrdcp >/dev/null || ! command -v xrdfs >/dev/null; then
