@@ -15,6 +15,20 @@ DATA = "DATA_DoubleMuon_2018"
 TT = "TTTo2L2Nu_2022"
 
 
+STANDARD_FILES = ("nano_dy.root", "nano_dy_empty.root", "nano_dimuon.root", "nano_tt_v12.root")
+
+
+def copy_for_jobs(nanoaod_dir: Path, target: Path) -> Path:
+    """The files of ``standard_fileset`` copied to ``target`` (created 0755, files 0644), where
+    batch jobs running as another user, inside the pool's chroot, can read them."""
+    target.mkdir(mode=0o755, parents=True, exist_ok=True)
+    target.chmod(0o755)
+    for name in STANDARD_FILES:
+        shutil.copy(nanoaod_dir / name, target / name)
+        (target / name).chmod(0o644)
+    return target
+
+
 def standard_fileset(nanoaod_dir: Path) -> dict:
     """DY MC (with the empty file), data, and the NanoAOD v12 ttbar sample."""
     return {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uproot
 
-from analysis_testlib import DATA, DY, TT, invoke_run, make_analysis, standard_fileset  # noqa: F401 (re-exported)
+from analysis_testlib import DATA, DY, TT, copy_for_jobs, invoke_run, make_analysis, standard_fileset  # noqa: F401 (re-exported)
 from outputs_compare import assert_outputs_equal  # noqa: F401 (re-exported to the tests)
 
 SERVICES_DIR = Path(os.environ.get("PC_SERVICES_DIR", "/tmp/pc-services"))

@@ -204,14 +204,11 @@ def reference_output(nanoaod_dir, tmp_path_factory):
     (``condor_testlib.assert_merged_equals``)."""
     import tempfile
 
-    from condor_testlib import fileset_for, local_reference
+    from condor_testlib import copy_for_jobs, fileset_for, local_reference
 
     data_dir = Path(tempfile.mkdtemp(prefix="pc-condor-data-", dir="/tmp"))
     try:
-        data_dir.chmod(0o755)
-        for name in ("nano_dy.root", "nano_dy_empty.root", "nano_dimuon.root", "nano_tt_v12.root"):
-            shutil.copy(nanoaod_dir / name, data_dir / name)
-            (data_dir / name).chmod(0o644)
+        copy_for_jobs(nanoaod_dir, data_dir)
         fileset = fileset_for(data_dir)
         yield local_reference(tmp_path_factory.mktemp("reference"), fileset), fileset
     finally:

@@ -23,6 +23,7 @@ from condor_testlib import (
     SERVICES_DIR,
     TT,
     assert_outputs_equal,
+    copy_for_jobs,
     fileset_for,
     invoke_run,
     make_analysis,
@@ -108,10 +109,7 @@ def test_condor_jobs_failure_recreate_and_merge(condor_pool, shared_dir, nanoaod
     from pc_core.output import load_output
     from pc_jobs.merge import merge_outputs_command
 
-    data_dir = _open_dir(shared_dir / "data")
-    for name in ("nano_dy.root", "nano_dy_empty.root", "nano_dimuon.root", "nano_tt_v12.root"):
-        shutil.copy(nanoaod_dir / name, data_dir / name)
-        (data_dir / name).chmod(0o644)
+    data_dir = copy_for_jobs(nanoaod_dir, shared_dir / "data")
     fileset = fileset_for(data_dir)
     # the ttbar file is announced at a path that does not exist yet: its job must fail
     late_dir = _open_dir(shared_dir / "late")

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from condor_testlib import assert_outputs_equal, invoke_run, standard_fileset
+from condor_testlib import assert_outputs_equal, copy_for_jobs, invoke_run, standard_fileset
 from test_dask_parsl_sites import SKIP, _outdir, _queued, _worker_clusters, condor_pool, open_umask, shared_dir  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
@@ -35,14 +35,7 @@ SLEEP = 0.3     # seconds per chunk on the workers
 
 @pytest.fixture(scope="module")
 def fault_analysis(shared_dir, nanoaod_dir) -> Path:  # noqa: F811
-    import shutil
-
-    data = shared_dir / "lost_data"
-    data.mkdir(mode=0o755)
-    data.chmod(0o755)
-    for name in ("nano_dy.root", "nano_dy_empty.root", "nano_dimuon.root", "nano_tt_v12.root"):
-        shutil.copy(nanoaod_dir / name, data / name)
-        (data / name).chmod(0o644)
+    data = copy_for_jobs(nanoaod_dir, shared_dir / "lost_data")
     folder = shared_dir / "lost_analysis"
     config = make_fault_analysis(folder, standard_fileset(data))
     for path in folder.iterdir():

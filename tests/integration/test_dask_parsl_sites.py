@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
-from condor_testlib import SERVICES_DIR, assert_outputs_equal, invoke_run, make_analysis, standard_fileset
+from condor_testlib import SERVICES_DIR, assert_outputs_equal, copy_for_jobs, invoke_run, make_analysis, standard_fileset
 from service_guard import require_service
 
 pytestmark = pytest.mark.integration
@@ -98,12 +98,7 @@ def open_umask():
 @pytest.fixture(scope="module")
 def analysis(shared_dir, nanoaod_dir) -> Path:
     """The test analysis and its NanoAOD files where the jobs can read them."""
-    data = shared_dir / "data"
-    data.mkdir(mode=0o755)
-    data.chmod(0o755)
-    for name in ("nano_dy.root", "nano_dy_empty.root", "nano_dimuon.root", "nano_tt_v12.root"):
-        shutil.copy(nanoaod_dir / name, data / name)
-        (data / name).chmod(0o644)
+    data = copy_for_jobs(nanoaod_dir, shared_dir / "data")
     config = make_analysis(shared_dir / "analysis", standard_fileset(data))
     for path in (shared_dir / "analysis").iterdir():
         path.chmod(0o644)
