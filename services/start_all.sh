@@ -23,14 +23,14 @@ log=$PC_SERVICES_DIR/start-logs; mkdir -p "$log"
 bash "$HERE/start_xrootd.sh" >"$log/xrootd.log" 2>&1 & xrd_pid=$!
 bash "$HERE/start_rucio.sh" >"$log/rucio.log" 2>&1 & rucio_pid=$!
 rc=0; condor_rc=0; slurm_rc=0
-wait "$xrd_pid" || { echo "[services] XRootD failed to start" >&2; rc=1; }
+wait "$xrd_pid" || { echo "[services] XRootD failed to start (exit $?)" >&2; rc=1; }
 # HTCondor (debootstrap + apt in its chroot, ~45 s fresh) and SLURM (host apt-get, ~15 s
 # fresh) once XRootD's host apt-get is done
 bash "$HERE/start_condor.sh" >"$log/condor.log" 2>&1 & condor_pid=$!
 bash "$HERE/start_slurm.sh" >"$log/slurm.log" 2>&1 & slurm_pid=$!
-wait "$rucio_pid" || { echo "[services] Rucio failed to start" >&2; rc=1; }
-wait "$condor_pid" || { echo "[services] HTCondor failed to start" >&2; condor_rc=1; }
-wait "$slurm_pid" || { echo "[services] SLURM failed to start" >&2; slurm_rc=1; }
+wait "$rucio_pid" || { echo "[services] Rucio failed to start (exit $?)" >&2; rc=1; }
+wait "$condor_pid" || { echo "[services] HTCondor failed to start (exit $?; log $log/condor.log)" >&2; condor_rc=1; }
+wait "$slurm_pid" || { echo "[services] SLURM failed to start (exit $?; log $log/slurm.log)" >&2; slurm_rc=1; }
 sed 's/^/  /' "$log/xrootd.log" "$log/rucio.log" "$log/condor.log" "$log/slurm.log"
 [ "$rc" = 0 ] || exit 1
 

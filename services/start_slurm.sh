@@ -32,6 +32,7 @@ PARTITIONS="standard c23ms batch"
 [ "$(id -u)" = 0 ] || { echo "[slurm] start_slurm.sh: must run as root" >&2; exit 1; }
 SERVICE=slurm; . "$(dirname "$0")/common.sh"
 t_start=$(now)
+echo "[slurm] starting (config $CONF, state $DIR)"
 mkdir -p "$BASE" "$DIR/state" "$DIR/spool" "$DIR/log"; chmod 0755 "$BASE" "$DIR"
 rm -f "$BASE/slurm.json"  # written again once the cluster runs a job
 

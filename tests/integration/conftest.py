@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import urllib.request
 import uuid
 import zlib
@@ -176,6 +177,56 @@ def rucio_catalog(rucio_settings, xrootd_sites, flaky_site, nanoaod_dir) -> Cata
         catalog.containers[short] = files
         catalog.das[short] = container
     return catalog
+
+
+POOL_FREE_TIMEOUT = 90  # a removed job gets 10 s to stop (MachineMaxVacateTime, start_condor.sh)
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value.strip('"')
+    return env
+
+
+def _busy_slots(htcondor2) -> list[str]:
+    """The pool's claimed dynamic slots, with the job each one runs (empty when the pool is free)."""
+    slots = htcondor2.Collector().query(htcondor2.AdType.Startd, constraint="DynamicSlot =?= true",
+                                        projection=["Name", "State", "Activity", "JobId", "Cpus"])
+    return [f"{s.get('Name')} {s.get('State')}/{s.get('Activity')} job {s.get('JobId', '?')}" for s in slots]
+
+
+@pytest.fixture()
+def condor_pool(monkeypatch):
+    """CONDOR_CONFIG of the running test pool, with the condor_* wrappers on PATH (dask-jobqueue
+    and parsl call condor_submit). Waits until no slot is claimed: the pool has two cores, and a
+    test whose jobs cannot start because an earlier test's jobs are still stopping would fail
+    with a misleading "no worker connected"; here it fails naming the slots that stay busy."""
+    env_file = SERVICES_DIR / "condor.env"
+    if not env_file.is_file():
+        require_service("HTCondor", False, f"{env_file} missing; run `bash services/start_condor.sh` (as root)")
+    config = _read_env(env_file)["CONDOR_CONFIG"]
+    monkeypatch.setenv("CONDOR_CONFIG", config)
+    monkeypatch.setenv("PATH", f"{SERVICES_DIR / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    import htcondor2
+
+    htcondor2.reload_config()
+    try:
+        htcondor2.Schedd().query(projection=["ClusterId"], limit=1)
+        alive, reason = shutil.which("condor_submit") is not None, "condor_submit not on PATH"
+    except Exception as exc:  # noqa: BLE001 - any failure means: no usable pool
+        alive, reason = False, f"{type(exc).__name__}: {exc}"
+    require_service("HTCondor", alive, f"schedd of {config} does not answer ({reason}); run services/start_condor.sh")
+    deadline = time.monotonic() + POOL_FREE_TIMEOUT
+    while busy := _busy_slots(htcondor2):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the HTCondor pool is still busy {POOL_FREE_TIMEOUT} s before this test: {busy}")
+        time.sleep(1)
+    yield config
+    monkeypatch.undo()
+    htcondor2.reload_config()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from condor_testlib import SERVICES_DIR, assert_merged_equals, logs_tail
 from rich.console import Console
-from test_condor_jobs import _wait_for_flags, condor_pool, shared_dir  # noqa: F401 (fixtures)
+from test_condor_jobs import _wait_for_flags, shared_dir  # noqa: F401 (fixtures)
 from test_condor_recovery import _prepare, _remove_all
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,6 @@ prefix visible, so everything they touch lives in a world-writable folder under 
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -20,7 +19,6 @@ import pytest
 from condor_testlib import (
     DATA,
     DY,
-    SERVICES_DIR,
     TT,
     assert_outputs_equal,
     copy_for_jobs,
@@ -29,51 +27,10 @@ from condor_testlib import (
     make_analysis,
     write_options,
 )
-from service_guard import require_service
 
 pytestmark = pytest.mark.integration
 
 WAIT_SECONDS = 180
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = value.strip('"')
-    return env
-
-
-@pytest.fixture(scope="module")
-def condor_pool():
-    """CONDOR_CONFIG of the running test pool (skip, or fail under POCKET_COFFEA_REQUIRE_SERVICES=1)."""
-    env_file = SERVICES_DIR / "condor.env"
-    if not env_file.is_file():
-        require_service("HTCondor", False, f"{env_file} missing; run `bash services/start_condor.sh` (as root)")
-    config = _read_env(env_file)["CONDOR_CONFIG"]
-    previous = os.environ.get("CONDOR_CONFIG")
-    os.environ["CONDOR_CONFIG"] = config
-    try:
-        import htcondor2
-
-        htcondor2.reload_config()
-        schedd = htcondor2.Schedd()
-        schedd.query(projection=["ClusterId"], limit=1)
-        alive, reason = True, ""
-    except Exception as exc:  # noqa: BLE001 - any failure means: no usable pool
-        alive, reason = False, f"{type(exc).__name__}: {exc}"
-    try:
-        require_service("HTCondor", alive, f"schedd of {config} does not answer ({reason}); run services/start_condor.sh")
-        yield config
-    finally:
-        if previous is None:
-            os.environ.pop("CONDOR_CONFIG", None)
-        else:
-            os.environ["CONDOR_CONFIG"] = previous
-        import htcondor2
-
-        htcondor2.reload_config()
 
 
 @pytest.fixture()

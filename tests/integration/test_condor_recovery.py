@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from condor_testlib import TT, assert_merged_equals, logs_tail, invoke_run, make_analysis, sub_commands, write_options
-from test_condor_jobs import _open_dir, _wait_for_flags, condor_pool, shared_dir  # noqa: F401 (fixtures)
+from test_condor_jobs import _open_dir, _wait_for_flags, shared_dir  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
 

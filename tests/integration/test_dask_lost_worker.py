@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from condor_testlib import assert_outputs_equal, copy_for_jobs, invoke_run, standard_fileset
-from test_dask_parsl_sites import SKIP, _outdir, _queued, _worker_clusters, condor_pool, open_umask, shared_dir  # noqa: F401
+from test_dask_parsl_sites import SKIP, _outdir, _queued, _worker_clusters, open_umask, shared_dir  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
 from fault_analysis import make_fault_analysis  # noqa: E402

@@ -27,56 +27,13 @@ import time
 from pathlib import Path
 
 import pytest
-from condor_testlib import SERVICES_DIR, assert_outputs_equal, copy_for_jobs, invoke_run, make_analysis, standard_fileset
-from service_guard import require_service
+from condor_testlib import assert_outputs_equal, copy_for_jobs, invoke_run, make_analysis, standard_fileset
 
 pytestmark = pytest.mark.integration
 
 # the run's own bookkeeping legitimately differs between executors (timing, which worker)
 SKIP = ("processing_metadata",)
 JOB_UID = 2001  # the pool's job user (services/start_condor.sh, CONDOR_SUBMIT_UID)
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = value.strip('"')
-    return env
-
-
-@pytest.fixture(scope="module")
-def condor_pool():
-    """CONDOR_CONFIG and the condor_* wrappers on PATH (dask-jobqueue and parsl call condor_submit)."""
-    env_file = SERVICES_DIR / "condor.env"
-    if not env_file.is_file():
-        require_service("HTCondor", False, f"{env_file} missing; run `bash services/start_condor.sh` (as root)")
-    env = _read_env(env_file)
-    bin_dir = SERVICES_DIR / "bin"
-    saved = {key: os.environ.get(key) for key in ("CONDOR_CONFIG", "PATH")}
-    os.environ["CONDOR_CONFIG"] = env["CONDOR_CONFIG"]
-    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-    try:
-        import htcondor2
-
-        htcondor2.reload_config()
-        htcondor2.Schedd().query(projection=["ClusterId"], limit=1)
-        alive, reason = shutil.which("condor_submit") is not None, "condor_submit not on PATH"
-    except Exception as exc:  # noqa: BLE001 - any failure means: no usable pool
-        alive, reason = False, f"{type(exc).__name__}: {exc}"
-    try:
-        require_service("HTCondor", alive, f"schedd of {env['CONDOR_CONFIG']} does not answer ({reason})")
-        yield env["CONDOR_CONFIG"]
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        import htcondor2
-
-        htcondor2.reload_config()
 
 
 @pytest.fixture(scope="module")

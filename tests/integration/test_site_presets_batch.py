@@ -43,7 +43,6 @@ from test_dask_parsl_sites import (  # noqa: F401 - fixtures
     _queued,
     _worker_clusters,
     analysis,
-    condor_pool,
     job_user_reads_parsl_keys,
     open_umask,
     shared_dir,
