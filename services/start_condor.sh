@@ -135,10 +135,16 @@ fi
 # ---------------------------------------------------------------- start
 mkdir -p "$ROOTFS/run/condor"; chroot "$ROOTFS" chown condor:condor /run/condor
 PIDFILE=$ROOTFS/run/condor/master.pid
+running=
 if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-  echo "[condor] already running (master pid $(cat "$PIDFILE")); reconfiguring"
-  chroot "$ROOTFS" condor_reconfig >/dev/null
-else
+  if chroot "$ROOTFS" condor_reconfig >/dev/null 2>&1; then
+    running=1; echo "[condor] already running (master pid $(cat "$PIDFILE")); reconfigured"
+  else  # a master that is dying (killed with its daemons) does not answer: start afresh
+    echo "[condor] master pid $(cat "$PIDFILE") does not answer condor_reconfig; starting a new pool"
+    kill -KILL "$(cat "$PIDFILE")" 2>/dev/null || true; rm -f "$PIDFILE"; sleep 1
+  fi
+fi
+if [ -z "$running" ]; then
   t0=$(now)
   chroot "$ROOTFS" /usr/sbin/condor_master -pidfile /run/condor/master.pid
   ok=

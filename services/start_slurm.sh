@@ -84,7 +84,9 @@ munge_ok() { munge -n -S "$MUNGE_SOCKET" 2>/dev/null | unmunge -S "$MUNGE_SOCKET
 if munge_ok; then
   echo "[slurm] munged already running"
 else
-  pkill_pidfile() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null; rm -f "$1"; true; }
+  # (a munged killed with -9 leaves its pid file: `kill` of that pid fails, which must not end
+  # this `set -e` script, as a bare `[ -f ] && kill` at the end of a list would, silently)
+  pkill_pidfile() { if [ -f "$1" ]; then kill "$(cat "$1")" 2>/dev/null || true; fi; rm -f "$1"; }
   pkill_pidfile /run/munge/munged.pid
   rm -f "$MUNGE_SOCKET" "$MUNGE_SOCKET.lock"
   runuser -u munge -- /usr/sbin/munged --socket="$MUNGE_SOCKET" --pid-file=/run/munge/munged.pid \
