@@ -9,8 +9,9 @@ raw read of the branches it reads, on two inputs of >= 1M events in >= 4 files:
 
 Per input and per round, alternating the order every other round, it measures: uproot
 opening the files and reading + decompressing those branches (1 process, and the files
-shared by 2 forked processes), ``pocket-coffea run`` with ``iterative`` (also with
-pipelined reading, run option ``pipelined-reading: true``) and ``futures -s 2`` (whole command, chunk
+shared by 2 forked processes), ``pocket-coffea run`` with ``iterative`` (the default
+``pipelined-reading: auto`` reads ahead there on 2 cores; also run with ``false``) and
+``futures -s 2`` (``auto`` does not read ahead there on 2 cores) (whole command, chunk
 phase from the run's processing report, launch to first chunk from the report's
 ``processing_started``, peak RSS of its processes). Then the medians of the within-round
 ratios. Separately (also in rounds), launch to first chunk of
@@ -144,9 +145,9 @@ def _median_s(values) -> str:
     return f"{statistics.median(values):.2f} s" if values else "n/a"
 
 
-def _pipelined_options(work: Path) -> Path:
-    path = work / "pipelined-reading.yaml"
-    path.write_text("pipelined-reading: true\n")
+def _no_read_ahead_options(work: Path) -> Path:
+    path = work / "no-read-ahead.yaml"
+    path.write_text("pipelined-reading: false\n")
     return path
 
 
@@ -156,7 +157,7 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
     n_events = sum(uproot.open(f)["Events"].num_entries for f in files)
     total_branches = len(uproot.open(files[0])["Events"].keys())
     executors = {"iterative": ["-e", "iterative"], "futures": ["-e", "futures", "-s", "2"],
-                 "iterative pipelined": ["-e", "iterative", "-ro", str(_pipelined_options(work))]}
+                 "iterative no read-ahead": ["-e", "iterative", "-ro", str(_no_read_ahead_options(work))]}
     if baseline is not None:
         executors.update({"iterative baseline": ["-e", "iterative"], "futures baseline": ["-e", "futures", "-s", "2"]})
     kinds = ["raw", "raw2", *executors]
@@ -190,8 +191,10 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
         "futures -s 2 / iterative, chunk phase": [f["chunk_rate"] / i["chunk_rate"] for f, i in zip(fu, it)],
         "futures -s 2 / iterative, whole command": [f["whole_rate"] / i["whole_rate"] for f, i in zip(fu, it)],
         "raw read, 2 processes / 1 (the machine)": [b / a for a, b in zip(raw, raw2)],
-        "iterative with / without pipelined reading, chunk phase": [
-            p["chunk_rate"] / i["chunk_rate"] for p, i in zip(results["iterative pipelined"], it)],
+        "iterative with / without read-ahead, chunk phase": [
+            i["chunk_rate"] / n["chunk_rate"] for i, n in zip(it, results["iterative no read-ahead"])],
+        "iterative with / without read-ahead, whole command": [
+            i["whole_rate"] / n["whole_rate"] for i, n in zip(it, results["iterative no read-ahead"])],
     }
     if baseline is not None:
         for kind in ("iterative", "futures"):

@@ -1,12 +1,15 @@
-"""Pipelined reading: the next chunk's branches are read by a background thread while the
-analysis runs, and the outputs are bit-identical with and without it."""
+"""Pipelined reading: the next chunk's branches are read by a helper process (``read_ahead``)
+while the analysis runs, and the outputs are bit-identical with and without it; a helper
+that dies costs nothing but its read-ahead."""
 from __future__ import annotations
 
-import threading
+import os
+import signal
 
 import awkward as ak
 import numpy as np
 import pytest
+import uproot
 from coffea import processor as coffea_processor
 
 import pc_run.chunk_work as chunk_work
@@ -14,6 +17,7 @@ from analysis_testlib import invoke_run, make_analysis, standard_fileset
 from outputs_compare import assert_outputs_equal
 from pc_core.output import load_output
 from pc_run.chunk_work import INPUT_FILE, process_chunk
+from pc_run.read_ahead import ReadAheadProcess
 from pc_run.runner import NanoAODSchemaQuiet
 
 
@@ -39,54 +43,141 @@ def _chunks(path, size):
 
 @pytest.fixture
 def reads(monkeypatch):
-    """The thread that read the preloaded branches of each range."""
+    """Where each chunk's preloaded branches came from: ("here", range) read by this process,
+    ("ahead", range) taken from the read-ahead helper."""
     seen = []
     real_read = chunk_work.TreeLayout.read
+    real_take = chunk_work.OpenInputFile.take_prefetched
 
     def recording_read(self, preload, start, stop):
-        seen.append((start, stop, threading.current_thread().name))
+        seen.append(("here", start, stop))
         return real_read(self, preload, start, stop)
 
+    def recording_take(self, tree_path, start, stop, branches):
+        arrays = real_take(self, tree_path, start, stop, branches)
+        if arrays is not None:
+            seen.append(("ahead", start, stop))
+        return arrays
+
     monkeypatch.setattr(chunk_work.TreeLayout, "read", recording_read)
+    monkeypatch.setattr(chunk_work.OpenInputFile, "take_prefetched", recording_take)
     INPUT_FILE.forget()
     yield seen
     INPUT_FILE.forget()
 
 
-def _process_all(chunks, pipeline):
+def _process_all(chunks, pipeline, between=None):
     INPUT_FILE.forget()
-    outputs = [process_chunk(c, JetSums(), NanoAODSchemaQuiet, pipeline=pipeline) for c in chunks]
+    outputs = []
+    for chunk in chunks:
+        outputs.append(process_chunk(chunk, JetSums(), NanoAODSchemaQuiet, read_ahead_from=0 if pipeline else None))
+        if between is not None:
+            between()
     INPUT_FILE.forget()
     return outputs
 
 
-def test_next_chunk_is_read_in_the_background_with_identical_outputs(nanoaod_dir, reads):
+def _ranges(chunks):
+    return [(c.entrystart, c.entrystop) for c in chunks]
+
+
+def test_next_chunk_is_read_ahead_by_the_helper_with_identical_outputs(nanoaod_dir, reads, tmp_path):
     chunks = _chunks(nanoaod_dir / "nano_tt_v12.root", 50)
     assert len(chunks) == 4
     plain = _process_all(chunks, pipeline=False)
-    assert all(not name.startswith("pocket-coffea-prefetch") for _, _, name in reads)
+    # the first chunk learns the branches (read lazily), the next ones preload them
+    assert reads == [("here", *r) for r in _ranges(chunks[1:])]
     reads.clear()
     pipelined = _process_all(chunks, pipeline=True)
     assert pipelined == plain
-    # the first chunk learns the branches (read lazily); each next one was read by the prefetch thread
-    background = [(start, stop) for start, stop, name in reads if name.startswith("pocket-coffea-prefetch")]
-    assert background == [(c.entrystart, c.entrystop) for c in chunks[1:]]
+    assert reads == [("ahead", *r) for r in _ranges(chunks[1:])]
 
 
-def test_a_chunk_that_is_not_the_prefetched_one_reads_its_own(nanoaod_dir, reads):
+def test_the_helper_returns_what_uproot_reads_here(nanoaod_dir, tmp_path):
+    """Same values, types, parameters (the branch docs) and writability as a read in this process."""
+    path = str(nanoaod_dir / "nano_tt_v12.root")
+    branches = frozenset({"Jet_pt", "nJet", "Muon_eta", "Muon_charge", "event", "HLT_PFHT1050", "genWeight"})
+    reader = ReadAheadProcess()
+    try:
+        assert reader.submit(path, 60, {}, "Events", branches, 10, 150)
+        ahead = reader.take()
+    finally:
+        reader.close()
+    here = uproot.open(path)["Events"].arrays(filter_branch=lambda b: b.name in branches, entry_start=10,
+                                              entry_stop=150, ak_add_doc=True, how=dict)
+    assert set(ahead) == set(here) == branches
+    for name in branches:
+        assert ak.array_equal(ahead[name], here[name]), name
+        assert str(ahead[name].type) == str(here[name].type), name
+        assert ahead[name].layout.form == here[name].layout.form, name
+    jet_pt = ak.flatten(ahead["Jet_pt"])
+    assert ak.to_numpy(jet_pt).flags.writeable
+    # the hand-over file is gone as soon as it is mapped
+    assert not [p for p in os.listdir("/dev/shm") if p.startswith("pocket-coffea-read-ahead-")]
+
+
+def test_a_killed_helper_costs_only_its_read_ahead(nanoaod_dir, reads):
+    """kill -9 of the helper while it reads: the next chunk reads its own branches, the outputs
+    stay identical, and the following chunks are read ahead by a new helper."""
     chunks = _chunks(nanoaod_dir / "nano_tt_v12.root", 50)
-    order = [chunks[0], chunks[2], chunks[1], chunks[3]]  # the prefetch of 50-100 is not taken by 100-150
-    assert _process_all(order, pipeline=True) == _process_all(order, pipeline=False)
+    plain = _process_all(chunks, pipeline=False)
+    reads.clear()
+    killed = []
+
+    def kill_helper_once():
+        process = INPUT_FILE._local.reader._process
+        if not killed and process is not None and len(reads) == 0:  # after the first chunk
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            killed.append(process.pid)
+
+    assert _process_all(chunks, pipeline=True, between=kill_helper_once) == plain
+    assert killed
+    assert reads[0] == ("here", *_ranges(chunks)[1])  # its read-ahead was lost
+    assert reads[1:] == [("ahead", *r) for r in _ranges(chunks[2:])]
 
 
-def test_off_unless_the_run_option_asks_for_it(tmp_path):
+def test_forget_ends_the_helper(nanoaod_dir):
+    chunks = _chunks(nanoaod_dir / "nano_tt_v12.root", 50)
+    INPUT_FILE.forget()
+    process_chunk(chunks[0], JetSums(), NanoAODSchemaQuiet, read_ahead_from=0)
+    helper = INPUT_FILE._local.reader._process
+    assert helper.poll() is None
+    INPUT_FILE.forget()
+    assert helper.wait(timeout=10) == 0
+
+
+def test_auto_reads_ahead_only_where_a_core_is_free_for_each_helper(monkeypatch):
     from pc_core.errors import RunOptionsError
     from pc_core.run_options import load_run_options
+    from pc_run.chunk_scheduler import AUTO_READ_AHEAD_ENTRIES, read_ahead_from
 
-    assert load_run_options("iterative")["pipelined-reading"] is False
+    assert load_run_options("iterative")["pipelined-reading"] == "auto"
     assert load_run_options("futures", {"pipelined-reading": True})["pipelined-reading"] is True
     with pytest.raises(RunOptionsError, match="'pipelined-reading' has invalid value 'yes'"):
         load_run_options("iterative", {"pipelined-reading": "yes"})
+
+    class Local:
+        def __init__(self, processes):
+            self.local_processes = processes
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a 2-core machine
+    assert read_ahead_from("auto", Local(1)) == AUTO_READ_AHEAD_ENTRIES  # iterative: the helper takes core 2
+    assert read_ahead_from("auto", Local(2)) is None  # futures -s 2: the workers have both
+    assert read_ahead_from("auto", object()) is None  # dask, parsl: workers elsewhere
+    assert read_ahead_from(True, Local(2)) == 0 and read_ahead_from(False, Local(1)) is None
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert read_ahead_from("auto", Local(4)) == AUTO_READ_AHEAD_ENTRIES
+
+
+def test_auto_does_not_start_a_helper_for_small_chunks(nanoaod_dir, reads):
+    chunks = _chunks(nanoaod_dir / "nano_tt_v12.root", 50)
+    INPUT_FILE.forget()
+    for chunk in chunks:
+        process_chunk(chunk, JetSums(), NanoAODSchemaQuiet, read_ahead_from=51)
+    assert getattr(INPUT_FILE._local, "reader", None) is None
+    assert reads == [("here", *r) for r in _ranges(chunks[1:])]
+    INPUT_FILE.forget()
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,10 @@ def _bool_check(value: Any) -> str | None:
     return None if isinstance(value, bool) else "not a boolean (true/false)"
 
 
+def _bool_or_auto_check(value: Any) -> str | None:
+    return None if isinstance(value, bool) or value == "auto" else "not true, false or auto"
+
+
 def _str_check(value: Any) -> str | None:
     if not isinstance(value, str):
         return "not a string"
@@ -187,7 +191,8 @@ SCHEMA: dict[str, KeySpec] = {
         "an integer >= 1 (seconds)", _int_check(1), "seconds between two checkpoints of the finished chunks"
     ),
     "pipelined-reading": KeySpec(
-        "a boolean", _bool_check, "read the next chunk's branches in a background thread while a chunk is analysed"
+        "true, false or auto", _bool_or_auto_check,
+        "read the next chunk's branches in a helper process while a chunk is analysed (auto: when a core is free)"
     ),
     "voms-proxy": KeySpec(_OPT_STR, _optional(_str_check), "path of the grid proxy"),
     "ignore-grid-certificate": KeySpec("a boolean", _bool_check, "do not look for a grid proxy"),

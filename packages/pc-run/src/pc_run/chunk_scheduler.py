@@ -88,9 +88,10 @@ _PROCESSOR_CACHE: dict[str, Any] = {}
 class ChunkSettings:
     schema: type
     timeout: int = 60
-    # read the next chunk's branches while the analysis runs (``chunk_work.process_chunk``): the run
-    # option pipelined-reading, off by default (measured not to pay on 2 cores: docs/performance.md)
-    pipeline: bool = False
+    # read the next chunk's branches in a helper process while the analysis runs, for chunks of at
+    # least this many entries (``chunk_work.process_chunk``); None: never. From the run option
+    # pipelined-reading (``read_ahead_from``)
+    read_ahead_from: int | None = None
 
 
 def run_chunk_task(item, processor, settings: ChunkSettings) -> tuple[str, Any]:
@@ -99,7 +100,7 @@ def run_chunk_task(item, processor, settings: ChunkSettings) -> tuple[str, Any]:
         processor = processor.load()
     try:
         return "ok", process_chunk(item, processor, settings.schema, settings.timeout,
-                                   pipeline=settings.pipeline)
+                                   read_ahead_from=settings.read_ahead_from)
     except ChunkPhaseError as exc:
         return "failed", classify_chunk_failure(exc.original, item.filename, exc.phase)
     except Exception as exc:  # noqa: BLE001 - anything else is ours or the user's: stop, named
@@ -137,6 +138,7 @@ class InlineBackend:
     isolates_deaths = False  # a chunk that kills this process kills the run
     capacity = 1
     description = "iterative"
+    local_processes = 1  # processes of this machine that run chunks (None: elsewhere, or not known)
 
     def __init__(self, payload_processor):
         self.processor = payload_processor
@@ -169,6 +171,7 @@ class ProcessPoolBackend:
         self.payload = payload
         self.workers = max(1, workers)
         self.capacity = 2 * self.workers
+        self.local_processes = self.workers
         self.description = f"futures ({self.workers} workers)"
         self.pool = self._new_pool()
         self._processes: list = []  # the pool forgets its processes when it breaks; we keep them
@@ -366,6 +369,26 @@ class ParslBackend:
 
     def stop(self):
         pass
+
+
+# ``pipelined-reading: auto`` reads ahead chunks of at least this many entries: below it, reading
+# takes milliseconds and the helper process would cost more than it saves
+AUTO_READ_AHEAD_ENTRIES = 10_000
+
+
+def read_ahead_from(option, backend) -> int | None:
+    """The run option ``pipelined-reading`` for this run, as the smallest chunk read ahead (None:
+    none). ``true``: every chunk. ``auto``: chunks of ``AUTO_READ_AHEAD_ENTRIES`` or more, when
+    this machine has a core for each process's read-ahead helper besides the processes
+    themselves (iterative on 2 cores: yes; ``futures -s 2`` on 2 cores: no, the helpers would
+    take the workers' cores); never for workers elsewhere (dask, parsl), whose cores this process
+    cannot see."""
+    if option != "auto":
+        return 0 if option else None
+    local = getattr(backend, "local_processes", None)
+    if local is not None and 2 * local <= len(os.sched_getaffinity(0)):
+        return AUTO_READ_AHEAD_ENTRIES
+    return None
 
 
 def backend_for(executor, processor_instance):

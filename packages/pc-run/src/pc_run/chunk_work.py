@@ -19,7 +19,6 @@ the input file from an error of the analysis.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import importlib
 import itertools
 import json
@@ -33,6 +32,8 @@ from coffea import processor as coffea_processor
 from coffea.nanoevents import NanoEventsFactory
 from coffea.nanoevents.factory import _OnlySliceableAs
 from coffea.nanoevents.mapping.uproot import TrivialUprootOpener, UprootSourceMapping
+
+from pc_run.read_ahead import ReadAheadProcess
 
 
 def _signature(filename: str, timeout, uproot_options: dict) -> tuple:
@@ -110,41 +111,40 @@ class OpenInputFile:
         self._local = threading.local()
         # branches read by earlier chunks, per (processor class, tree): preloaded from then on
         self.branches_read: dict[tuple[str, str], set[str]] = {}
-        self._reader: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
 
-    def _reader_thread(self) -> concurrent.futures.ThreadPoolExecutor:
-        """This process's background reader (a forked worker makes its own: threads do not survive a fork)."""
-        pid = os.getpid()
-        if self._reader is None or self._reader[0] != pid:
-            self._reader = (pid, concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pocket-coffea-prefetch"))
-        return self._reader[1]
+    def _read_ahead(self) -> ReadAheadProcess:
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = ReadAheadProcess()
+        return reader
+
+    def start_read_ahead(self) -> None:
+        """Start the read-ahead helper while the first chunk runs (it learns what to read ahead)."""
+        self._read_ahead().start()
 
     def prefetch(self, layout: TreeLayout, branches: frozenset, start: int, stop: int) -> None:
-        """Start reading ``branches`` of entries ``start``-``stop`` of the open file in the background
-        (what the next chunk of the file will preload), while this chunk is analysed."""
-        wanted = lambda branch: branch.name in branches  # noqa: E731 - uproot's filter takes a predicate
-        future = self._reader_thread().submit(layout.read, wanted, start, stop)
-        self._local.prefetched = ((self._local.key, layout.tree.object_path, start, stop, branches), future)
-        self._local.pending = [f for f in getattr(self._local, "pending", []) if not f.done()] + [future]
+        """Have the read-ahead helper read ``branches`` of entries ``start``-``stop`` of the open file
+        (what the next chunk of the file will preload) while this chunk is analysed."""
+        filename, timeout, uproot_options = self._local.open_args
+        if self._read_ahead().submit(filename, timeout, uproot_options, layout.tree.object_path, branches,
+                                     start, stop):
+            self._local.prefetched = (self._local.key, layout.tree.object_path, start, stop, branches)
 
     def take_prefetched(self, tree_path: str, start: int, stop: int, branches: frozenset) -> dict | None:
         """The arrays prefetched for exactly this range and branches of the open file, else None
         (also when the prefetch failed: the chunk reads the branches itself and meets the error)."""
         prefetched = getattr(self._local, "prefetched", None)
         self._local.prefetched = None
-        if prefetched is None:
-            return None
-        key, future = prefetched
-        if key != (self._local.key, tree_path, start, stop, branches):
-            return None  # another chunk came: not waited for (release() waits before closing the file)
-        return _settle(future)
+        if prefetched != (self._local.key, tree_path, start, stop, branches):
+            return None  # nothing asked, or another chunk came: the answer is dropped with the next request
+        return self._read_ahead().take()
 
     def drop_prefetch(self) -> None:
-        """Forget the prefetch and wait for the reads still running: a file is never closed under one."""
+        """Forget the prefetch (its answer, if one is coming, is waited for and dropped)."""
         self._local.prefetched = None
-        for future in getattr(self._local, "pending", []):
-            _settle(future)
-        self._local.pending = []
+        reader = getattr(self._local, "reader", None)
+        if reader is not None:
+            reader.discard()
 
     def get(self, filename: str, timeout, uproot_options: dict):
         key = _signature(filename, timeout, uproot_options)
@@ -154,7 +154,7 @@ class OpenInputFile:
             # no array cache unless asked for: chunks never read the same entries twice
             options = {"array_cache": None, **uproot_options}
             self._local.file = uproot.open({filename: None}, timeout=timeout, **options)
-            self._local.key = key
+            self._local.key, self._local.open_args = key, (filename, timeout, uproot_options)
         return self._local.file
 
     def tree(self, treename: str, iteritems_options: dict) -> TreeLayout:
@@ -176,17 +176,13 @@ class OpenInputFile:
         self._local.key, self._local.file, self._local.trees = None, None, {}
 
     def forget(self) -> None:
-        """Release this thread's file and the branches learnt (the end of a run)."""
+        """Release this thread's file, its read-ahead helper and the branches learnt (the end of a run)."""
         self.release()
+        reader = getattr(self._local, "reader", None)
+        if reader is not None:
+            reader.close()
+            self._local.reader = None
         self.branches_read.clear()
-
-
-def _settle(future: concurrent.futures.Future):
-    """The future's result once it is done, or None if it failed."""
-    try:
-        return future.result()
-    except Exception:  # noqa: BLE001 - the chunk reads the branches itself and meets the error there
-        return None
 
 
 # Per-process by nature (an open file cannot be shared between processes); run_fileset
@@ -278,18 +274,18 @@ def _next_range(layout: TreeLayout, start: int, stop: int) -> tuple[int, int] | 
 
 
 def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=None, iteritems_options=None,
-                  pipeline: bool = False):
+                  read_ahead_from: int | None = None):
     """Run ``processor_instance`` on one chunk (a coffea ``WorkItem``) in this process.
 
     The input file stays open for the next chunk of the same file; the branches learnt
     from earlier chunks are preloaded. A failure is raised as ``ChunkPhaseError`` naming
     the phase, after dropping the open file so that a retry starts afresh.
 
-    ``pipeline``: while the analysis runs, a background thread of this process reads and
-    decompresses the learnt branches of the next entries of the same file (``_next_range``),
-    which the next chunk takes if it is that range (decompression releases the GIL, so
-    reading chunk N+1 overlaps the analysis of chunk N). The arrays are those the chunk would
-    read itself: the outputs are identical with or without it.
+    ``read_ahead_from``: for chunks of at least this many entries (None: never), while the
+    analysis runs, a helper process (``read_ahead``) reads and decompresses the learnt branches
+    of the next entries of the same file (``_next_range``), which the next chunk takes if it is
+    that range, so reading chunk N+1 overlaps the analysis of chunk N on another core. The
+    arrays are those the chunk would read itself: the outputs are identical with or without it.
     """
     uproot_options = dict(uproot_options or {})
     iteritems_options = dict(iteritems_options or {})
@@ -318,10 +314,13 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
                 "one-file dataset): correct or remove the count in the fileset"
             )
         start, stop = layout.entry_range(item)
+        ahead = read_ahead_from is not None and stop - start >= read_ahead_from
+        if ahead and known is None and _next_range(layout, start, stop) is not None:
+            INPUT_FILE.start_read_ahead()  # its start-up overlaps the first chunk, which learns the branches
         arrays = INPUT_FILE.take_prefetched(layout.tree.object_path, start, stop, known) if known is not None else None
         events = layout.events(item, schema, _metadata(item), uproot_options, preload, accessed, None, arrays)
         del arrays
-        following = _next_range(layout, start, stop) if pipeline and known is not None else None
+        following = _next_range(layout, start, stop) if ahead and known is not None else None
         if following is not None:
             INPUT_FILE.prefetch(layout, known, *following)
             prefetching = True
@@ -334,7 +333,7 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         INPUT_FILE.release()
         raise ChunkPhaseError(phase, exc) from exc
     learnt.update(access.branch for access in accessed)
-    if pipeline and not prefetching and item.preload is None and learnt:
+    if ahead and not prefetching and item.preload is None and learnt:
         following = _next_range(layout, start, stop)  # the first chunk of a process: now the branches are known
         if following is not None:
             INPUT_FILE.prefetch(layout, frozenset(learnt), *following)

@@ -1,0 +1,271 @@
+"""Reading the next chunk's branches in a helper process while this process analyses a chunk.
+
+Why a process and not a thread: a reading thread has to win the GIL back from the analysis
+for every basket it decompresses and for all of uproot's interpretation and awkward's array
+building, so it bought nothing (docs/performance.md). The helper process reads with its own
+interpreter and hands the arrays over through one file in shared memory (``/dev/shm``): it
+writes each array's buffers there (``ak.to_buffers``), this process maps the file, unlinks it
+and rebuilds the arrays on the mapped buffers (``ak.from_buffers``) without copying them. The
+arrays are those uproot would have returned here, byte for byte.
+
+The helper is started as a script (not ``-m pc_run...``): it imports only numpy, awkward and
+uproot, not coffea or the user's analysis. It ends when this process closes its pipe, exits
+or dies (end of file on its input), and removes the file it wrote last if nobody took it.
+"""
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ALIGNMENT = 64  # every buffer starts on a cache line, as numpy's own allocations do
+
+
+def shared_memory_dir() -> str:
+    """Where the hand-over files go: ``/dev/shm`` (memory) when it has room, else the temp folder."""
+    candidate = "/dev/shm"
+    try:
+        if os.access(candidate, os.W_OK) and shutil.disk_usage(candidate).free > 2 * 1024**3:
+            return candidate
+    except OSError:
+        pass
+    return tempfile.gettempdir()
+
+
+class ReadAheadProcess:
+    """A helper process that reads one range of branches at a time, ahead of the chunk that needs it.
+
+    ``submit`` sends a request and returns at once; ``take`` waits for its answer and returns the
+    arrays (a dict as ``TTree.arrays(how=dict)`` gives it), or None when the helper failed; the
+    caller then reads itself and meets the error, if there is one, in its own chunk.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._pid = os.getpid()
+        self._waiting = False
+
+    def _forget_if_forked(self) -> None:
+        """A forked worker inherits this object: the helper and its pending answer are the parent's."""
+        if self._pid != os.getpid():
+            self._pid, self._process, self._waiting = os.getpid(), None, False
+
+    def _helper(self) -> subprocess.Popen:
+        self._forget_if_forked()
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, close_fds=True,
+            )
+            self._waiting = False
+        return self._process
+
+    def start(self) -> None:
+        """Start the helper now (its imports overlap the first chunk, which learns the branches)."""
+        self._helper()
+
+    def submit(self, filename: str, timeout, uproot_options: dict, tree_path: str, branches: frozenset,
+               start: int, stop: int) -> bool:
+        """Ask for ``branches`` of entries ``start``-``stop``; False if the request cannot be sent."""
+        self.discard()
+        try:
+            request = pickle.dumps((filename, timeout, uproot_options, tree_path, sorted(branches), start, stop,
+                                    shared_memory_dir()), protocol=pickle.HIGHEST_PROTOCOL)
+            helper = self._helper()
+            helper.stdin.write(len(request).to_bytes(8, "little") + request)
+            helper.stdin.flush()
+        except Exception:  # noqa: BLE001 - unpicklable options, a dead helper: the chunk reads itself
+            self.close()
+            return False
+        self._waiting = True
+        return True
+
+    def take(self) -> dict | None:
+        """The arrays of the request sent last, or None (no request, or the helper failed)."""
+        self._forget_if_forked()
+        if not self._waiting:
+            return None
+        self._waiting = False
+        try:
+            answer = _read_message(self._process.stdout)
+        except Exception:  # noqa: BLE001 - the helper died: start a new one next time
+            self.close()
+            return None
+        if answer[0] != "ok":
+            return None
+        try:
+            return _map_arrays(*answer[1:])
+        except OSError:  # the file went (a helper killed after writing it is cleaned up by the next one)
+            return None
+
+    def discard(self) -> None:
+        """Wait for an answer nobody will take, and drop it (one request at a time on the pipe)."""
+        arrays = self.take()
+        del arrays
+
+    def close(self) -> None:
+        self._forget_if_forked()
+        process, self._process, self._waiting = self._process, None, False
+        if process is None:
+            return
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def _read_message(stream):
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError("the read-ahead helper ended")
+    size = int.from_bytes(header, "little")
+    payload = stream.read(size)
+    if len(payload) < size:
+        raise EOFError("the read-ahead helper ended mid-answer")
+    return pickle.loads(payload)
+
+
+def _map_arrays(path: str, size: int, layouts: list) -> dict:
+    """The arrays the helper wrote to ``path``, on buffers of the mapped file (then unlinked: the
+    mapping lives as long as an array uses it)."""
+    import awkward as ak
+    import numpy as np
+
+    try:
+        with open(path, "rb") as stream:
+            # copy-on-write: the arrays are writable, as uproot's are, and nothing goes back to the file
+            mapped = mmap.mmap(stream.fileno(), size, access=mmap.ACCESS_COPY) if size else b""
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    arrays = {}
+    for name, form, length, buffers in layouts:
+        container = {key: np.frombuffer(mapped, dtype=dtype, count=count, offset=offset)
+                     for key, dtype, offset, count in buffers}
+        arrays[name] = ak.from_buffers(form, length, container, highlevel=True)
+    return arrays
+
+
+# ---------------------------------------------------------------- the helper process
+
+
+PREFIX = "pocket-coffea-read-ahead-"
+
+
+def _remove_orphans(directory: str) -> None:
+    """Hand-over files of processes that no longer exist (killed between writing and mapping)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(PREFIX):].split("-", 1)[0] if name.startswith(PREFIX) else ""
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def _write_arrays(arrays: dict, directory: str) -> tuple[str, int, list]:
+    import awkward as ak
+    import numpy as np
+
+    layouts, chunks, offset = [], [], 0
+    for name, array in arrays.items():
+        form, length, container = ak.to_buffers(array)
+        buffers = []
+        for key, buffer in container.items():
+            buffer = np.ascontiguousarray(buffer)
+            offset = -(-offset // ALIGNMENT) * ALIGNMENT
+            buffers.append((key, buffer.dtype.str, offset, buffer.size))
+            chunks.append((offset, buffer))
+            offset += buffer.nbytes
+        layouts.append((name, form.to_json(), length, buffers))
+    handle, path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", dir=directory)
+    try:
+        os.ftruncate(handle, offset)
+        with os.fdopen(handle, "r+b", closefd=False) as stream:
+            for position, buffer in chunks:
+                stream.seek(position)
+                stream.write(memoryview(buffer).cast("B"))
+    finally:
+        os.close(handle)
+    return path, offset, layouts
+
+
+def _serve(requests, answers) -> None:
+    import uproot
+
+    opened: tuple | None = None
+    last_path = None
+    try:
+        while True:
+            try:
+                request = _read_message(requests)
+            except EOFError:
+                return
+            if last_path is not None and os.path.exists(last_path):
+                os.unlink(last_path)  # never taken (the chunk that wanted it was not that range)
+            last_path = None
+            filename, timeout, options, tree_path, branches, start, stop, directory = request
+            if last_path is None and opened is None:
+                _remove_orphans(directory)
+            try:
+                key = (filename, timeout, repr(sorted(options.items())))
+                if opened is None or opened[0] != key:
+                    if opened is not None:
+                        opened[1].close()
+                    opened = None
+                    opened = (key, uproot.open({filename: None}, timeout=timeout, **{"array_cache": None, **options}))
+                wanted = set(branches)
+                arrays = opened[1][tree_path].arrays(filter_branch=lambda branch: branch.name in wanted,
+                                                     entry_start=start, entry_stop=stop, ak_add_doc=True, how=dict)
+                path, size, layouts = _write_arrays(arrays, directory)
+                last_path = path
+                answer = ("ok", path, size, layouts)
+            except Exception as exc:  # noqa: BLE001 - reported; the chunk reads itself and meets it
+                if opened is not None:
+                    opened[1].close()
+                opened = None
+                answer = ("failed", f"{type(exc).__name__}: {exc}")
+            payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+            answers.write(len(payload).to_bytes(8, "little") + payload)
+            answers.flush()
+    except BrokenPipeError:
+        return
+    finally:
+        if last_path is not None and os.path.exists(last_path):
+            os.unlink(last_path)
+
+
+def _die_with_parent() -> None:
+    """Ctrl-C is the parent's to handle; and no helper outlives its parent (PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    _die_with_parent()
+    # the answers keep the original standard output; anything printed goes to stderr instead
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    _serve(sys.stdin.buffer, answers)
