@@ -53,8 +53,8 @@ def reads(monkeypatch):
         seen.append(("here", start, stop))
         return real_read(self, preload, start, stop)
 
-    def recording_take(self, tree_path, start, stop, branches):
-        arrays = real_take(self, tree_path, start, stop, branches)
+    def recording_take(self, treename, start, stop, branches):
+        arrays = real_take(self, treename, start, stop, branches)
         if arrays is not None:
             seen.append(("ahead", start, stop))
         return arrays
@@ -89,6 +89,23 @@ def test_next_chunk_is_read_ahead_by_the_helper_with_identical_outputs(nanoaod_d
     assert reads == [("here", *r) for r in _ranges(chunks[1:])]
     reads.clear()
     pipelined = _process_all(chunks, pipeline=True)
+    assert pipelined == plain
+    assert reads == [("ahead", *r) for r in _ranges(chunks[1:])]
+
+
+def test_iterative_reads_the_next_file_ahead(nanoaod_dir, reads, tmp_path):
+    """With the chunk that runs next known (iterative's queue), the read-ahead crosses files."""
+    first, second = tmp_path / "a.root", tmp_path / "b.root"
+    for copy in (first, second):
+        copy.write_bytes((nanoaod_dir / "nano_tt_v12.root").read_bytes())
+    chunks = _chunks(first, 100) + _chunks(second, 100)
+    assert [c.filename for c in chunks] == [str(first)] * 2 + [str(second)] * 2
+    plain = _process_all(chunks, pipeline=False)
+    reads.clear()
+    INPUT_FILE.forget()
+    pipelined = [process_chunk(chunk, JetSums(), NanoAODSchemaQuiet, read_ahead_from=0, following=following)
+                 for chunk, following in zip(chunks, [*chunks[1:], None])]
+    INPUT_FILE.forget()
     assert pipelined == plain
     assert reads == [("ahead", *r) for r in _ranges(chunks[1:])]
 
@@ -162,12 +179,16 @@ def test_auto_reads_ahead_only_where_a_core_is_free_for_each_helper(monkeypatch)
             self.local_processes = processes
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a 2-core machine
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert read_ahead_from("auto", Local(1)) == AUTO_READ_AHEAD_ENTRIES  # iterative: the helper takes core 2
     assert read_ahead_from("auto", Local(2)) is None  # futures -s 2: the workers have both
     assert read_ahead_from("auto", object()) is None  # dask, parsl: workers elsewhere
     assert read_ahead_from(True, Local(2)) == 0 and read_ahead_from(False, Local(1)) is None
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert read_ahead_from("auto", Local(4)) == AUTO_READ_AHEAD_ENTRIES
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a 1-core HTCondor slot on an 8-core node
+    assert read_ahead_from("auto", Local(1)) is None
 
 
 def test_auto_does_not_start_a_helper_for_small_chunks(nanoaod_dir, reads):

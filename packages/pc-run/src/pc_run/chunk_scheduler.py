@@ -94,13 +94,14 @@ class ChunkSettings:
     read_ahead_from: int | None = None
 
 
-def run_chunk_task(item, processor, settings: ChunkSettings) -> tuple[str, Any]:
-    """One chunk in a worker: ``("ok", output)`` or ``("failed", ChunkFailure)``; never raises."""
+def run_chunk_task(item, processor, settings: ChunkSettings, following=None) -> tuple[str, Any]:
+    """One chunk in a worker: ``("ok", output)`` or ``("failed", ChunkFailure)``; never raises.
+    ``following``: the chunk this process runs next, when known (what it reads ahead)."""
     if isinstance(processor, ProcessorPayload):
         processor = processor.load()
     try:
         return "ok", process_chunk(item, processor, settings.schema, settings.timeout,
-                                   read_ahead_from=settings.read_ahead_from)
+                                   read_ahead_from=settings.read_ahead_from, following=following)
     except ChunkPhaseError as exc:
         return "failed", classify_chunk_failure(exc.original, item.filename, exc.phase)
     except Exception as exc:  # noqa: BLE001 - anything else is ours or the user's: stop, named
@@ -139,13 +140,14 @@ class InlineBackend:
     capacity = 1
     description = "iterative"
     local_processes = 1  # processes of this machine that run chunks (None: elsewhere, or not known)
+    runs_in_order = True  # runs the chunks one by one, as submitted
 
     def __init__(self, payload_processor):
         self.processor = payload_processor
 
-    def submit(self, item, settings):
+    def submit(self, item, settings, following=None):
         future: concurrent.futures.Future = concurrent.futures.Future()
-        future.set_result(run_chunk_task(item, self.processor, settings))
+        future.set_result(run_chunk_task(item, self.processor, settings, following))
         return future
 
     def wait(self, futures):
@@ -166,6 +168,7 @@ class ProcessPoolBackend:
     which is replaced."""
 
     isolates_deaths = True
+    runs_in_order = False
 
     def __init__(self, payload: ProcessorPayload, workers: int):
         self.payload = payload
@@ -250,6 +253,7 @@ class DaskBackend:
     """
 
     isolates_deaths = False  # dask already reran the task on other workers
+    runs_in_order = False
 
     def __init__(self, payload: ProcessorPayload, client, monitor: Callable[[], None] | None = None,
                  no_workers_timeout: float | None = DASK_NO_WORKERS_TIMEOUT):
@@ -326,6 +330,7 @@ class ParslBackend:
     worker."""
 
     isolates_deaths = False  # parsl already reran the task on another block
+    runs_in_order = False
 
     def __init__(self, payload: ProcessorPayload):
         import parsl
@@ -386,9 +391,26 @@ def read_ahead_from(option, backend) -> int | None:
     if option != "auto":
         return 0 if option else None
     local = getattr(backend, "local_processes", None)
-    if local is not None and 2 * local <= len(os.sched_getaffinity(0)):
+    if local is not None and 2 * local <= available_cores():
         return AUTO_READ_AHEAD_ENTRIES
     return None
+
+
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity (SLURM pins it), bounded by a batch slot's
+    size as the batch system declares it (HTCondor sets OMP_NUM_THREADS to the slot's cores) and
+    by a cgroup v2 CPU quota."""
+    cores = len(os.sched_getaffinity(0))
+    declared = os.environ.get("OMP_NUM_THREADS", "")
+    if declared.isdigit() and int(declared) > 0:
+        cores = min(cores, int(declared))
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def backend_for(executor, processor_instance):
@@ -518,7 +540,11 @@ class ChunkScheduler:
                     while queue and len(inflight) < backend.capacity:
                         attempt = queue.popleft()
                         if not self._skipped_as_unreadable(attempt.item):
-                            inflight[backend.submit(attempt.item, self.settings)] = attempt
+                            if backend.runs_in_order:  # this process runs the queue's head next: read it ahead
+                                following = queue[0].item if queue else None
+                                inflight[backend.submit(attempt.item, self.settings, following)] = attempt
+                            else:
+                                inflight[backend.submit(attempt.item, self.settings)] = attempt
                 for future in backend.wait(list(inflight)):
                     attempt = inflight.pop(future, None)
                     if attempt is None:

@@ -122,20 +122,21 @@ class OpenInputFile:
         """Start the read-ahead helper while the first chunk runs (it learns what to read ahead)."""
         self._read_ahead().start()
 
-    def prefetch(self, layout: TreeLayout, branches: frozenset, start: int, stop: int) -> None:
-        """Have the read-ahead helper read ``branches`` of entries ``start``-``stop`` of the open file
-        (what the next chunk of the file will preload) while this chunk is analysed."""
-        filename, timeout, uproot_options = self._local.open_args
-        if self._read_ahead().submit(filename, timeout, uproot_options, layout.tree.object_path, branches,
-                                     start, stop):
-            self._local.prefetched = (self._local.key, layout.tree.object_path, start, stop, branches)
+    def prefetch(self, filename: str, treename: str, branches: frozenset, start: int, stop: int) -> None:
+        """Have the read-ahead helper read ``branches`` of entries ``start``-``stop`` of ``treename`` in
+        ``filename`` (what the next chunk will preload), with the options of the open file, while
+        this chunk is analysed."""
+        _, timeout, uproot_options = self._local.open_args
+        if self._read_ahead().submit(filename, timeout, uproot_options, treename, branches, start, stop):
+            key = _signature(filename, timeout, uproot_options)
+            self._local.prefetched = (key, treename, start, stop, branches)
 
-    def take_prefetched(self, tree_path: str, start: int, stop: int, branches: frozenset) -> dict | None:
+    def take_prefetched(self, treename: str, start: int, stop: int, branches: frozenset) -> dict | None:
         """The arrays prefetched for exactly this range and branches of the open file, else None
         (also when the prefetch failed: the chunk reads the branches itself and meets the error)."""
         prefetched = getattr(self._local, "prefetched", None)
         self._local.prefetched = None
-        if prefetched != (self._local.key, tree_path, start, stop, branches):
+        if prefetched != (self._local.key, treename, start, stop, branches):
             return None  # nothing asked, or another chunk came: the answer is dropped with the next request
         return self._read_ahead().take()
 
@@ -150,7 +151,7 @@ class OpenInputFile:
         key = _signature(filename, timeout, uproot_options)
         file = getattr(self._local, "file", None)
         if key != getattr(self._local, "key", None) or file is None or file.closed:
-            self.release()
+            self._close()  # the read-ahead of this next file, if one was asked for, stays
             # no array cache unless asked for: chunks never read the same entries twice
             options = {"array_cache": None, **uproot_options}
             self._local.file = uproot.open({filename: None}, timeout=timeout, **options)
@@ -159,14 +160,18 @@ class OpenInputFile:
 
     def tree(self, treename: str, iteritems_options: dict) -> TreeLayout:
         """The layout of ``treename`` in the file ``get`` returned last, parsed once per file."""
-        trees = self._local.trees  # emptied by release(), which every (re)open goes through
+        trees = self._local.trees  # emptied by _close(), which every (re)open goes through
         key = (treename, repr(sorted(iteritems_options.items())))
         if key not in trees:
             trees[key] = TreeLayout.of(self._local.file, treename, iteritems_options)
         return trees[key]
 
     def release(self) -> None:
+        """Close the file and drop its read-ahead (a failed chunk: its retry starts afresh)."""
         self.drop_prefetch()
+        self._close()
+
+    def _close(self) -> None:
         file = getattr(self._local, "file", None)
         if file is not None:
             try:
@@ -264,17 +269,23 @@ class ChunkPhaseError(Exception):
         self.original = original
 
 
-def _next_range(layout: TreeLayout, start: int, stop: int) -> tuple[int, int] | None:
-    """The entries of the chunk most likely to follow ``start``-``stop`` in this process: the next
-    ones of the same file, as many (coffea cuts a file into equal chunks, the last one shorter)."""
+def _read_ahead_target(layout: TreeLayout, item, start: int, stop: int, following) -> tuple | None:
+    """(file, first entry, stop entry) of the chunk this process most likely runs next:
+    ``following`` when the caller knows it (iterative runs its queue in order), else the next
+    entries of the same file, as many (coffea cuts a file into equal chunks, the last one
+    shorter; a futures worker mostly gets its file's next chunk, ``order_for_workers``)."""
+    if following is not None:
+        if following.treename != item.treename:
+            return None
+        return following.filename, following.entrystart, following.entrystop
     end = layout.tree.num_entries
     if stop >= end or stop <= start:
         return None
-    return stop, min(end, stop + (stop - start))
+    return item.filename, stop, min(end, stop + (stop - start))
 
 
 def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=None, iteritems_options=None,
-                  read_ahead_from: int | None = None):
+                  read_ahead_from: int | None = None, following=None):
     """Run ``processor_instance`` on one chunk (a coffea ``WorkItem``) in this process.
 
     The input file stays open for the next chunk of the same file; the branches learnt
@@ -283,8 +294,9 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
 
     ``read_ahead_from``: for chunks of at least this many entries (None: never), while the
     analysis runs, a helper process (``read_ahead``) reads and decompresses the learnt branches
-    of the next entries of the same file (``_next_range``), which the next chunk takes if it is
-    that range, so reading chunk N+1 overlaps the analysis of chunk N on another core. The
+    of the chunk this process runs next (``following``, a ``WorkItem``, when the caller knows it;
+    else the next entries of the same file: ``_read_ahead_target``), which that chunk takes if it
+    is that range, so reading chunk N+1 overlaps the analysis of chunk N on another core. The
     arrays are those the chunk would read itself: the outputs are identical with or without it.
     """
     uproot_options = dict(uproot_options or {})
@@ -314,15 +326,16 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
                 "one-file dataset): correct or remove the count in the fileset"
             )
         start, stop = layout.entry_range(item)
-        ahead = read_ahead_from is not None and stop - start >= read_ahead_from
-        if ahead and known is None and _next_range(layout, start, stop) is not None:
+        target = None
+        if read_ahead_from is not None and stop - start >= read_ahead_from:
+            target = _read_ahead_target(layout, item, start, stop, following)
+        if target is not None and known is None:
             INPUT_FILE.start_read_ahead()  # its start-up overlaps the first chunk, which learns the branches
-        arrays = INPUT_FILE.take_prefetched(layout.tree.object_path, start, stop, known) if known is not None else None
+        arrays = INPUT_FILE.take_prefetched(item.treename, start, stop, known) if known is not None else None
         events = layout.events(item, schema, _metadata(item), uproot_options, preload, accessed, None, arrays)
         del arrays
-        following = _next_range(layout, start, stop) if ahead and known is not None else None
-        if following is not None:
-            INPUT_FILE.prefetch(layout, known, *following)
+        if target is not None and known is not None:
+            INPUT_FILE.prefetch(target[0], item.treename, known, *target[1:])
             prefetching = True
         phase = "process"
         if isinstance(processor_instance, coffea_processor.ProcessorABC):
@@ -333,10 +346,9 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         INPUT_FILE.release()
         raise ChunkPhaseError(phase, exc) from exc
     learnt.update(access.branch for access in accessed)
-    if ahead and not prefetching and item.preload is None and learnt:
-        following = _next_range(layout, start, stop)  # the first chunk of a process: now the branches are known
-        if following is not None:
-            INPUT_FILE.prefetch(layout, frozenset(learnt), *following)
+    if target is not None and not prefetching and item.preload is None and learnt:
+        # the first chunk of a process: now the branches are known
+        INPUT_FILE.prefetch(target[0], item.treename, frozenset(learnt), *target[1:])
     if out is None:
         raise ChunkPhaseError("process", ValueError(
             "process() returned None; it must return the chunk's output (an accumulator)"))
