@@ -17,7 +17,7 @@ from analysis_testlib import invoke_run, make_analysis, standard_fileset
 from outputs_compare import assert_outputs_equal
 from pc_core.output import load_output
 from pc_run.chunk_work import INPUT_FILE, process_chunk
-from pc_run.read_ahead import ReadAheadProcess
+from pc_run.read_ahead import ReadAheadProcess, ReadShare
 from pc_run.runner import NanoAODSchemaQuiet
 
 
@@ -53,14 +53,17 @@ def reads(monkeypatch):
         seen.append(("here", start, stop))
         return real_read(self, preload, start, stop)
 
-    def recording_take(self, treename, start, stop, branches):
-        arrays = real_take(self, treename, start, stop, branches)
+    def recording_take(self, layout, treename, start, stop, branches):
+        arrays = real_take(self, layout, treename, start, stop, branches)
         if arrays is not None:
             seen.append(("ahead", start, stop))
         return arrays
 
     monkeypatch.setattr(chunk_work.TreeLayout, "read", recording_read)
     monkeypatch.setattr(chunk_work.OpenInputFile, "take_prefetched", recording_take)
+    # the helper reads every branch ahead (the share is tested on its own below)
+    monkeypatch.setattr(ReadShare, "__init__", lambda self: setattr(self, "fraction", 1.0))
+    monkeypatch.setattr(ReadShare, "update", lambda self, *timing: None)
     INPUT_FILE.forget()
     yield seen
     INPUT_FILE.forget()
@@ -108,6 +111,35 @@ def test_iterative_reads_the_next_file_ahead(nanoaod_dir, reads, tmp_path):
     INPUT_FILE.forget()
     assert pipelined == plain
     assert reads == [("ahead", *r) for r in _ranges(chunks[1:])]
+
+
+def test_read_share_balances_the_helper_and_this_process():
+    share = ReadShare()
+    weights = {"Jet_pt": 40, "Jet_eta": 40, "Muon_pt": 10, "nJet": 6, "nMuon": 4}
+    # until measured, the helper takes the heaviest branches (ties by name) while they fit in 75%
+    assert share.split(weights) == ({"Jet_eta", "Muon_pt", "nJet", "nMuon"}, {"Jet_pt"}, 0.6)
+    # reading everything takes 0.4 s, the rest of the chunk 0.1 s: the helper should take 1/2 + 0.1/0.8
+    share.update(helper_seconds=0.24, helper_share=0.6, other_work_seconds=0.1)
+    assert share.fraction == pytest.approx((0.75 + 0.625) / 2)
+    for _ in range(20):
+        share.update(helper_seconds=0.4 * share.fraction, helper_share=share.fraction, other_work_seconds=0.1)
+    assert share.fraction == pytest.approx(0.625, abs=1e-3)
+    assert share.split(weights) == ({"Jet_eta", "Muon_pt", "nJet", "nMuon"}, {"Jet_pt"}, 0.6)
+    share.fraction = 1.0
+    assert share.split(weights) == (set(weights), set(), 1.0)
+    share.update(helper_seconds=0.2, helper_share=0.5, other_work_seconds=1.0)  # analysis-bound: all ahead
+    share.update(helper_seconds=0.2, helper_share=1.0, other_work_seconds=1.0)
+    assert share.fraction > 0.9
+
+
+def test_a_chunk_split_between_the_helper_and_this_process_is_identical(nanoaod_dir, reads, monkeypatch):
+    monkeypatch.setattr(ReadShare, "__init__", lambda self: setattr(self, "fraction", 0.5))
+    chunks = _chunks(nanoaod_dir / "nano_tt_v12.root", 50)
+    plain = _process_all(chunks, pipeline=False)
+    reads.clear()
+    assert _process_all(chunks, pipeline=True) == plain
+    # each later chunk: this process read its share ("here"), the helper the rest ("ahead")
+    assert reads == [kind for r in _ranges(chunks[1:]) for kind in (("here", *r), ("ahead", *r))]
 
 
 def test_the_helper_returns_what_uproot_reads_here(nanoaod_dir, tmp_path):

@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ from coffea.nanoevents import NanoEventsFactory
 from coffea.nanoevents.factory import _OnlySliceableAs
 from coffea.nanoevents.mapping.uproot import TrivialUprootOpener, UprootSourceMapping
 
-from pc_run.read_ahead import ReadAheadProcess
+from pc_run.read_ahead import ReadAheadProcess, ReadShare
 
 
 def _signature(filename: str, timeout, uproot_options: dict) -> tuple:
@@ -66,6 +67,10 @@ class TreeLayout:
     def read(self, preload, start: int, stop: int) -> dict:
         """The ``preload`` branches of entries ``start``-``stop``, read and decompressed in one call."""
         return self.tree.arrays(filter_branch=preload, entry_start=start, entry_stop=stop, ak_add_doc=True, how=dict)
+
+    def weights(self, branches: frozenset) -> dict[str, int]:
+        """The compressed bytes of each of ``branches`` in this tree (0 for a branch it does not have)."""
+        return {name: (self.tree[name].compressed_bytes if name in self.tree else 0) for name in branches}
 
     def events(self, item, schema, metadata: dict, uproot_options: dict, preload, access_log: list, buffer_cache,
                arrays: dict | None = None):
@@ -122,23 +127,53 @@ class OpenInputFile:
         """Start the read-ahead helper while the first chunk runs (it learns what to read ahead)."""
         self._read_ahead().start()
 
-    def prefetch(self, filename: str, treename: str, branches: frozenset, start: int, stop: int) -> None:
-        """Have the read-ahead helper read ``branches`` of entries ``start``-``stop`` of ``treename`` in
-        ``filename`` (what the next chunk will preload), with the options of the open file, while
-        this chunk is analysed."""
-        _, timeout, uproot_options = self._local.open_args
-        if self._read_ahead().submit(filename, timeout, uproot_options, treename, branches, start, stop):
-            key = _signature(filename, timeout, uproot_options)
-            self._local.prefetched = (key, treename, start, stop, branches)
+    def _read_share(self) -> ReadShare:
+        share = getattr(self._local, "share", None)
+        if share is None:
+            share = self._local.share = ReadShare()
+        return share
 
-    def take_prefetched(self, treename: str, start: int, stop: int, branches: frozenset) -> dict | None:
-        """The arrays prefetched for exactly this range and branches of the open file, else None
-        (also when the prefetch failed: the chunk reads the branches itself and meets the error)."""
+    def prefetch(self, layout: TreeLayout, filename: str, treename: str, branches: frozenset, start: int,
+                 stop: int) -> None:
+        """Have the read-ahead helper read its share (``ReadShare``) of ``branches`` of entries
+        ``start``-``stop`` of ``treename`` in ``filename`` (what the next chunk will preload), with
+        the options of the open file, while this chunk is analysed. ``layout``: the open file's
+        tree, whose branch sizes stand for the next file's."""
+        _, timeout, uproot_options = self._local.open_args
+        helper, own, share = self._read_share().split(layout.weights(branches))
+        if self._read_ahead().submit(filename, timeout, uproot_options, treename, helper, start, stop):
+            key = _signature(filename, timeout, uproot_options)
+            self._local.prefetched = ((key, treename, start, stop, branches), own, share)
+
+    def take_prefetched(self, layout: TreeLayout, treename: str, start: int, stop: int,
+                        branches: frozenset) -> dict | None:
+        """The arrays of ``branches`` for exactly this range of the open file: the helper's share as
+        it read them ahead, the rest read here; None if nothing was read ahead for this range, or
+        the helper failed (the chunk reads the branches itself and meets the error there)."""
         prefetched = getattr(self._local, "prefetched", None)
-        self._local.prefetched = None
-        if prefetched != (self._local.key, treename, start, stop, branches):
+        self._local.prefetched = self._local.timing = None
+        if prefetched is None or prefetched[0] != (self._local.key, treename, start, stop, branches):
             return None  # nothing asked, or another chunk came: the answer is dropped with the next request
-        return self._read_ahead().take()
+        _, own, share = prefetched
+        began = time.perf_counter()
+        # this process's share first, while the helper still reads its own
+        arrays = layout.read(lambda branch: branch.name in own, start, stop) if own else {}
+        own_read = time.perf_counter() - began
+        reader = self._read_ahead()
+        ahead = reader.take()
+        if ahead is None:
+            return None
+        arrays.update(ahead)
+        self._local.timing = (time.perf_counter() - began - own_read, own_read, reader.last_seconds, share)
+        return arrays
+
+    def chunk_done(self, seconds: float) -> None:
+        """A chunk that took prefetched arrays ended after ``seconds``: rebalance the read share."""
+        timing = getattr(self._local, "timing", None)
+        self._local.timing = None
+        if timing is not None:
+            waited, own_read, helper_seconds, share = timing
+            self._read_share().update(helper_seconds, share, seconds - waited - own_read)
 
     def drop_prefetch(self) -> None:
         """Forget the prefetch (its answer, if one is coming, is waited for and dropped)."""
@@ -181,12 +216,13 @@ class OpenInputFile:
         self._local.key, self._local.file, self._local.trees = None, None, {}
 
     def forget(self) -> None:
-        """Release this thread's file, its read-ahead helper and the branches learnt (the end of a run)."""
+        """Release this thread's file, its read-ahead helper, its read share and the branches learnt
+        (the end of a run)."""
         self.release()
         reader = getattr(self._local, "reader", None)
         if reader is not None:
             reader.close()
-            self._local.reader = None
+        self._local.reader = self._local.share = None
         self.branches_read.clear()
 
 
@@ -299,6 +335,7 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
     is that range, so reading chunk N+1 overlaps the analysis of chunk N on another core. The
     arrays are those the chunk would read itself: the outputs are identical with or without it.
     """
+    began = time.perf_counter()
     uproot_options = dict(uproot_options or {})
     iteritems_options = dict(iteritems_options or {})
     try:
@@ -331,11 +368,11 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
             target = _read_ahead_target(layout, item, start, stop, following)
         if target is not None and known is None:
             INPUT_FILE.start_read_ahead()  # its start-up overlaps the first chunk, which learns the branches
-        arrays = INPUT_FILE.take_prefetched(item.treename, start, stop, known) if known is not None else None
+        arrays = INPUT_FILE.take_prefetched(layout, item.treename, start, stop, known) if known is not None else None
         events = layout.events(item, schema, _metadata(item), uproot_options, preload, accessed, None, arrays)
         del arrays
         if target is not None and known is not None:
-            INPUT_FILE.prefetch(target[0], item.treename, known, *target[1:])
+            INPUT_FILE.prefetch(layout, target[0], item.treename, known, *target[1:])
             prefetching = True
         phase = "process"
         if isinstance(processor_instance, coffea_processor.ProcessorABC):
@@ -348,7 +385,8 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
     learnt.update(access.branch for access in accessed)
     if target is not None and not prefetching and item.preload is None and learnt:
         # the first chunk of a process: now the branches are known
-        INPUT_FILE.prefetch(target[0], item.treename, frozenset(learnt), *target[1:])
+        INPUT_FILE.prefetch(layout, target[0], item.treename, frozenset(learnt), *target[1:])
+    INPUT_FILE.chunk_done(time.perf_counter() - began)
     if out is None:
         raise ChunkPhaseError("process", ValueError(
             "process() returned None; it must return the chunk's output (an accumulator)"))

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ALIGNMENT = 64  # every buffer starts on a cache line, as numpy's own allocations do
 
@@ -49,6 +50,7 @@ class ReadAheadProcess:
         self._process: subprocess.Popen | None = None
         self._pid = os.getpid()
         self._waiting = False
+        self.last_seconds = 0.0  # how long the helper took to read and hand over its last answer
 
     def _forget_if_forked(self) -> None:
         """A forked worker inherits this object: the helper and its pending answer are the parent's."""
@@ -98,8 +100,9 @@ class ReadAheadProcess:
             return None
         if answer[0] != "ok":
             return None
+        self.last_seconds = answer[4]
         try:
-            return _map_arrays(*answer[1:])
+            return _map_arrays(*answer[1:4])
         except OSError:  # the file went (a helper killed after writing it is cleaned up by the next one)
             return None
 
@@ -155,6 +158,44 @@ def _map_arrays(path: str, size: int, layouts: list) -> dict:
                      for key, dtype, offset, count in buffers}
         arrays[name] = ak.from_buffers(form, length, container, highlevel=True)
     return arrays
+
+
+class ReadShare:
+    """Which of a chunk's branches the helper reads ahead and which this process reads itself.
+
+    When reading takes longer than the analysis, a helper that reads everything leaves this
+    process waiting; when it takes less, the helper waits. The helper gets the heaviest branches
+    (by compressed bytes) up to ``fraction`` of the chunk's bytes, this process reads the rest
+    when the chunk starts, and ``fraction`` follows the last chunks so that both finish together:
+    with R the time to read every branch and A this process's other work per chunk, both are
+    busy for (R + A) / 2 when the helper gets 1/2 + A / 2R of the bytes (all of them when A >= R).
+    """
+
+    def __init__(self) -> None:
+        # before anything is measured: most of the reading to the helper, but not all, so that a
+        # run whose reading outweighs its analysis does not wait a whole read for its second chunk
+        self.fraction = 0.75
+
+    def split(self, weights: dict[str, int]) -> tuple[frozenset, frozenset, float]:
+        """(helper's branches, this process's branches, the helper's share of the bytes)."""
+        total = sum(weights.values())
+        if total <= 0 or self.fraction >= 1.0:
+            return frozenset(weights), frozenset(), 1.0
+        helper, taken = [], 0
+        for name in sorted(weights, key=lambda n: (-weights[n], n)):
+            if taken + weights[name] <= self.fraction * total or not helper:
+                helper.append(name)
+                taken += weights[name]
+        return frozenset(helper), frozenset(weights) - frozenset(helper), taken / total
+
+    def update(self, helper_seconds: float, helper_share: float, other_work_seconds: float) -> None:
+        """After a chunk: the helper read ``helper_share`` of the bytes in ``helper_seconds``; this
+        process spent ``other_work_seconds`` on everything but reading and waiting."""
+        if helper_seconds <= 0 or helper_share <= 0:
+            return
+        read_all = helper_seconds / helper_share
+        balanced = min(1.0, max(0.5, 0.5 + other_work_seconds / (2 * read_all)))
+        self.fraction = (self.fraction + balanced) / 2
 
 
 # ---------------------------------------------------------------- the helper process
@@ -229,12 +270,13 @@ def _serve(requests, answers) -> None:
                         opened[1].close()
                     opened = None
                     opened = (key, uproot.open({filename: None}, timeout=timeout, **{"array_cache": None, **options}))
+                began = time.perf_counter()
                 wanted = set(branches)
                 arrays = opened[1][tree_path].arrays(filter_branch=lambda branch: branch.name in wanted,
                                                      entry_start=start, entry_stop=stop, ak_add_doc=True, how=dict)
                 path, size, layouts = _write_arrays(arrays, directory)
                 last_path = path
-                answer = ("ok", path, size, layouts)
+                answer = ("ok", path, size, layouts, time.perf_counter() - began)
             except Exception as exc:  # noqa: BLE001 - reported; the chunk reads itself and meets it
                 if opened is not None:
                     opened[1].close()
