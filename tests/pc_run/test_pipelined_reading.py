@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import awkward as ak
 import numpy as np
@@ -184,6 +187,29 @@ def test_a_killed_helper_costs_only_its_read_ahead(nanoaod_dir, reads):
     assert killed
     assert reads[0] == ("here", *_ranges(chunks)[1])  # its read-ahead was lost
     assert reads[1:] == [("ahead", *r) for r in _ranges(chunks[2:])]
+
+
+def test_a_parent_killed_with_an_answer_pending_leaves_no_file(nanoaod_dir, tmp_path):
+    """kill -9 of the process that asked (a worker killed by the OOM killer): the helper ends and
+    removes the hand-over file it wrote and nobody took."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "from pc_run.read_ahead import ReadAheadProcess\n"
+        "reader = ReadAheadProcess()\n"
+        f"reader.submit({str(nanoaod_dir / 'nano_tt_v12.root')!r}, 60, {{}}, 'Events', frozenset({{'Jet_pt'}}), 0, 100)\n"
+        "print(reader._process.pid, flush=True)\n"
+        "time.sleep(3)\n"  # the answer is written meanwhile
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    parent = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert parent.returncode == -signal.SIGKILL, parent.stderr
+    helper = int(parent.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{helper}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{helper}"), "the helper outlived its parent"
+    assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"pocket-coffea-read-ahead-{helper}-")]
 
 
 def test_forget_ends_the_helper(nanoaod_dir):

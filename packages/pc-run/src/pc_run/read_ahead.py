@@ -241,6 +241,9 @@ def _write_arrays(arrays: dict, directory: str) -> tuple[str, int, list]:
             for position, buffer in chunks:
                 stream.seek(position)
                 stream.write(memoryview(buffer).cast("B"))
+    except BaseException:  # a full /dev/shm, or the parent's death (SystemExit) while writing
+        os.unlink(path)
+        raise
     finally:
         os.close(handle)
     return path, offset, layouts
@@ -293,14 +296,16 @@ def _serve(requests, answers) -> None:
 
 
 def _die_with_parent() -> None:
-    """Ctrl-C is the parent's to handle; and no helper outlives its parent (PR_SET_PDEATHSIG)."""
+    """Ctrl-C is the parent's to handle; no helper outlives its parent (PR_SET_PDEATHSIG), and a
+    helper stopped by SIGTERM (its parent's death included) still removes its hand-over file."""
     import ctypes
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     if sys.platform.startswith("linux"):
         try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
         except OSError:
             pass
 
