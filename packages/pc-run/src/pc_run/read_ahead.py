@@ -87,8 +87,9 @@ class ReadAheadProcess:
         self._waiting = True
         return True
 
-    def take(self) -> dict | None:
-        """The arrays of the request sent last, or None (no request, or the helper failed)."""
+    def _answer(self) -> tuple | None:
+        """The helper's answer to the request sent last: ``("ok", path, size, layouts, seconds)``;
+        None if there is no request, or the helper failed or died."""
         self._forget_if_forked()
         if not self._waiting:
             return None
@@ -98,18 +99,24 @@ class ReadAheadProcess:
         except Exception:  # noqa: BLE001 - the helper died: start a new one next time
             self.close()
             return None
-        if answer[0] != "ok":
+        return answer if answer[0] == "ok" else None
+
+    def take(self) -> dict | None:
+        """The arrays of the request sent last, or None (no request, or the helper failed)."""
+        answer = self._answer()
+        if answer is None:
             return None
-        self.last_seconds = answer[4]
+        _, path, size, layouts, self.last_seconds = answer
         try:
-            return _map_arrays(*answer[1:4])
+            return _map_arrays(path, size, layouts)
         except OSError:  # the file went (a helper killed after writing it is cleaned up by the next one)
             return None
 
     def discard(self) -> None:
-        """Wait for an answer nobody will take, and drop it (one request at a time on the pipe)."""
-        arrays = self.take()
-        del arrays
+        """Wait for an answer nobody will take, and remove its file (one request at a time on the pipe)."""
+        answer = self._answer()
+        if answer is not None:
+            _remove(answer[1])
 
     def close(self) -> None:
         self._forget_if_forked()
@@ -150,8 +157,7 @@ def _map_arrays(path: str, size: int, layouts: list) -> dict:
             # copy-on-write: the arrays are writable, as uproot's are, and nothing goes back to the file
             mapped = mmap.mmap(stream.fileno(), size, access=mmap.ACCESS_COPY) if size else b""
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        _remove(path)
     arrays = {}
     for name, form, length, buffers in layouts:
         container = {key: np.frombuffer(mapped, dtype=dtype, count=count, offset=offset)
@@ -213,10 +219,7 @@ def _remove_orphans(directory: str) -> None:
     for name in names:
         owner = name[len(PREFIX):].split("-", 1)[0] if name.startswith(PREFIX) else ""
         if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except OSError:
-                pass
+            _remove(os.path.join(directory, name))
 
 
 def _write_arrays(arrays: dict, directory: str) -> tuple[str, int, list]:
@@ -242,44 +245,50 @@ def _write_arrays(arrays: dict, directory: str) -> tuple[str, int, list]:
                 stream.seek(position)
                 stream.write(memoryview(buffer).cast("B"))
     except BaseException:  # a full /dev/shm, or the parent's death (SystemExit) while writing
-        os.unlink(path)
+        _remove(path)
         raise
     finally:
         os.close(handle)
     return path, offset, layouts
 
 
+def _remove(path: str | None) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def _serve(requests, answers) -> None:
     import uproot
 
-    opened: tuple | None = None
-    last_path = None
+    opened: tuple | None = None  # (what identifies the open file, the file)
+    last_path = None  # the file of the last answer: removed if nobody took it
+    swept = False
     try:
         while True:
             try:
                 request = _read_message(requests)
             except EOFError:
                 return
-            if last_path is not None and os.path.exists(last_path):
-                os.unlink(last_path)  # never taken (the chunk that wanted it was not that range)
+            _remove(last_path)  # taken (then already unlinked), or never wanted
             last_path = None
             filename, timeout, options, tree_path, branches, start, stop, directory = request
-            if last_path is None and opened is None:
+            if not swept:
                 _remove_orphans(directory)
+                swept = True
             try:
                 key = (filename, timeout, repr(sorted(options.items())))
-                if opened is None or opened[0] != key:
-                    if opened is not None:
-                        opened[1].close()
+                if opened is not None and opened[0] != key:
+                    opened[1].close()
                     opened = None
+                if opened is None:
                     opened = (key, uproot.open({filename: None}, timeout=timeout, **{"array_cache": None, **options}))
                 began = time.perf_counter()
                 wanted = set(branches)
                 arrays = opened[1][tree_path].arrays(filter_branch=lambda branch: branch.name in wanted,
                                                      entry_start=start, entry_stop=stop, ak_add_doc=True, how=dict)
-                path, size, layouts = _write_arrays(arrays, directory)
-                last_path = path
-                answer = ("ok", path, size, layouts, time.perf_counter() - began)
+                last_path, size, layouts = _write_arrays(arrays, directory)
+                answer = ("ok", last_path, size, layouts, time.perf_counter() - began)
             except Exception as exc:  # noqa: BLE001 - reported; the chunk reads itself and meets it
                 if opened is not None:
                     opened[1].close()
@@ -291,8 +300,7 @@ def _serve(requests, answers) -> None:
     except BrokenPipeError:
         return
     finally:
-        if last_path is not None and os.path.exists(last_path):
-            os.unlink(last_path)
+        _remove(last_path)
 
 
 def _die_with_parent() -> None:
