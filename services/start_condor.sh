@@ -119,12 +119,9 @@ SHADOW_QUEUE_UPDATE_INTERVAL = 2
 UPDATE_INTERVAL = 2
 # a removed job's processes get 10 s after SIGTERM, not HTCondor's default 10 minutes: a
 # batch worker (a parsl block, a dask worker) that ignores SIGTERM would otherwise keep
-# its cores claimed and starve the next test's jobs. HTCondor 23 reads the slot attribute
-# MachineMaxVacateTime (default \$(MaxVacateTime) = 10 * 60); the older knob name
-# MACHINE_MAX_VACATE_TIME is ignored, so both names are set.
+# its cores claimed and starve the next test's jobs. HTCondor 23's slot attribute
+# MachineMaxVacateTime defaults to \$(MaxVacateTime); it ignores MACHINE_MAX_VACATE_TIME.
 MaxVacateTime = 10
-MachineMaxVacateTime = 10
-MACHINE_MAX_VACATE_TIME = 10
 # a chroot cannot unshare a mount namespace -> do not mount scratch over /tmp
 MOUNT_UNDER_SCRATCH =
 EOF

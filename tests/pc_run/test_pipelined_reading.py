@@ -240,7 +240,7 @@ def test_auto_reads_ahead_only_where_a_core_is_free_for_each_helper(monkeypatch)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert read_ahead_from("auto", Local(1)) == AUTO_READ_AHEAD_ENTRIES  # iterative: the helper takes core 2
     assert read_ahead_from("auto", Local(2)) is None  # futures -s 2: the workers have both
-    assert read_ahead_from("auto", object()) is None  # dask, parsl: workers elsewhere
+    assert read_ahead_from("auto", Local(None)) is None  # dask, parsl: workers elsewhere
     assert read_ahead_from(True, Local(2)) == 0 and read_ahead_from(False, Local(1)) is None
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -233,15 +233,32 @@ def _start(args: list, env: dict) -> subprocess.Popen:
                             text=True, env=env, start_new_session=True)
 
 
-def test_sigkill_of_the_process_tree_then_rerun_resumes_identically(config, tmp_path, fileset, expected, reference):
+@pytest.mark.parametrize("killed", ["process tree", "run reading ahead"])
+def test_sigkill_then_rerun_resumes_identically(killed, config, tmp_path, fileset, expected, reference):
+    """kill -9 of the whole process tree, as a node failure would; or of the run itself while its
+    read-ahead helper works: the helper ends with it and leaves no hand-over file. Either way the
+    rerun resumes to the identical output."""
+    reading_ahead = killed == "run reading ahead"
     outdir = tmp_path / "out"
     args = ["--cfg", config, "-o", outdir, "-c", 5]
     options = tmp_path / "options.yaml"
-    options.write_text("checkpoint-interval: 1\n")
+    options.write_text("checkpoint-interval: 1\n" + ("pipelined-reading: true\n" if reading_ahead else ""))
     process = _start([*args, "-ro", options], fault_env(PC_FAULT_SLEEP="0.1"))
     _wait_for(outdir / STATE / "checkpoints" / "all" / "snapshot.coffea", process)
-    os.killpg(process.pid, signal.SIGKILL)  # the whole process tree, as a node failure would
+    if reading_ahead:
+        helpers = subprocess.run(["pgrep", "-g", str(process.pid), "-f", "read_ahead.py"], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(helpers) == 1, helpers
+        process.kill()
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
+    if reading_ahead:
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{helpers[0]}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{helpers[0]}"), "the read-ahead helper outlived the run"
+        assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"pocket-coffea-read-ahead-{helpers[0]}-")]
     assert not (outdir / "output_all.coffea").exists()
     resumed = run([*args, "-ro", options], env=fault_env())
     assert resumed.returncode == 0, resumed.stderr
@@ -250,34 +267,6 @@ def test_sigkill_of_the_process_tree_then_rerun_resumes_identically(config, tmp_
     assert_exact(output, expected, fileset)
     assert_outputs_equal(output, reference, rtol=0)  # iterative: identical to the last bit
     assert not (outdir / STATE / "checkpoints" / "all").exists()
-
-
-def test_sigkill_of_the_main_process_reading_ahead_leaves_no_helper_and_resumes(config, tmp_path, fileset,
-                                                                               expected, reference):
-    """kill -9 of the run itself (not its tree) while its read-ahead helper works: the helper ends
-    with it and leaves no hand-over file; the rerun resumes to the identical output."""
-    outdir = tmp_path / "out"
-    args = ["--cfg", config, "-o", outdir, "-c", 5]
-    options = tmp_path / "options.yaml"
-    options.write_text("checkpoint-interval: 1\npipelined-reading: true\n")
-    process = _start([*args, "-ro", options], fault_env(PC_FAULT_SLEEP="0.1"))
-    _wait_for(outdir / STATE / "checkpoints" / "all" / "snapshot.coffea", process)
-    helpers = subprocess.run(["pgrep", "-g", str(process.pid), "-f", "read_ahead.py"], capture_output=True,
-                             text=True).stdout.split()
-    assert len(helpers) == 1, helpers
-    process.kill()
-    process.communicate()
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{helpers[0]}") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not os.path.exists(f"/proc/{helpers[0]}"), "the read-ahead helper outlived the run"
-    assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"pocket-coffea-read-ahead-{helpers[0]}-")]
-    resumed = run([*args, "-ro", options], env=fault_env())
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Resuming" in resumed.stderr
-    output = load_output(outdir / "output_all.coffea")
-    assert_exact(output, expected, fileset)
-    assert_outputs_equal(output, reference, rtol=0)
 
 
 def test_sigterm_stops_workers_writes_report_and_resumes(config, tmp_path, fileset, expected, reference):

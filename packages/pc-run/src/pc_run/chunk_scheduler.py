@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -186,7 +187,7 @@ class ProcessPoolBackend:
             max_workers=self.workers, mp_context=context, initializer=_worker_initializer
         )
 
-    def submit(self, item, settings):
+    def submit(self, item, settings, following=None):  # which worker runs what next is not known
         future = self.pool.submit(run_chunk_task, item, self.payload, settings)
         if len(self._processes) < self.workers:
             self._processes = list((getattr(self.pool, "_processes", None) or {}).values())
@@ -254,6 +255,7 @@ class DaskBackend:
 
     isolates_deaths = False  # dask already reran the task on other workers
     runs_in_order = False
+    local_processes = None
 
     def __init__(self, payload: ProcessorPayload, client, monitor: Callable[[], None] | None = None,
                  no_workers_timeout: float | None = DASK_NO_WORKERS_TIMEOUT):
@@ -269,7 +271,7 @@ class DaskBackend:
         self._last_check = time.monotonic()
         self._no_workers_since: float | None = None
 
-    def submit(self, item, settings):
+    def submit(self, item, settings, following=None):  # which worker runs what next is not known
         self._submitted += 1
         key = f"pocket-coffea-chunk-{self._submitted}-{os.getpid()}"
         return self.client.submit(run_chunk_task, item, self.payload, settings, key=key, pure=False, retries=0)
@@ -331,6 +333,7 @@ class ParslBackend:
 
     isolates_deaths = False  # parsl already reran the task on another block
     runs_in_order = False
+    local_processes = None
 
     def __init__(self, payload: ProcessorPayload):
         import parsl
@@ -355,7 +358,7 @@ class ParslBackend:
         self.capacity = max(4, 2 * workers)
         self.description = f"parsl ({', '.join(dfk.executors)})"
 
-    def submit(self, item, settings):
+    def submit(self, item, settings, following=None):  # which block runs what next is not known
         return self.app(item, self.payload, settings)
 
     def wait(self, futures):
@@ -390,7 +393,7 @@ def read_ahead_from(option, backend) -> int | None:
     cannot see."""
     if option != "auto":
         return 0 if option else None
-    local = getattr(backend, "local_processes", None)
+    local = backend.local_processes
     if local is not None and 2 * local <= available_cores():
         return AUTO_READ_AHEAD_ENTRIES
     return None
@@ -405,7 +408,7 @@ def available_cores() -> int:
     if declared.isdigit() and int(declared) > 0:
         cores = min(cores, int(declared))
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, int(quota) // int(period)))
     except (OSError, ValueError):
@@ -540,11 +543,9 @@ class ChunkScheduler:
                     while queue and len(inflight) < backend.capacity:
                         attempt = queue.popleft()
                         if not self._skipped_as_unreadable(attempt.item):
-                            if backend.runs_in_order:  # this process runs the queue's head next: read it ahead
-                                following = queue[0].item if queue else None
-                                inflight[backend.submit(attempt.item, self.settings, following)] = attempt
-                            else:
-                                inflight[backend.submit(attempt.item, self.settings)] = attempt
+                            # a backend that runs the queue in order runs its head next: what to read ahead
+                            following = queue[0].item if backend.runs_in_order and queue else None
+                            inflight[backend.submit(attempt.item, self.settings, following)] = attempt
                 for future in backend.wait(list(inflight)):
                     attempt = inflight.pop(future, None)
                     if attempt is None:

@@ -31,7 +31,9 @@ from pc_core.read_errors import OTHER, OTHER_IO, read_error_hint
 from pc_core.run_options import chunksize_for_sample, warn_unknown_samples
 from pc_core.urls import normalise_url
 
-from .chunk_scheduler import ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for, read_ahead_from
+from .chunk_scheduler import (
+    ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for, read_ahead_from,
+)
 from .chunk_work import DECLARED_ENTRIES, INPUT_FILE, import_chunk_modules, order_for_workers
 from .file_check import check_file, release_cached_xrootd_handles
 from .file_metadata import file_metadata
@@ -355,7 +357,8 @@ def run_fileset(
         backend = backend_for(executor, processor_instance)
         progress, task = _progress_bar(len(chunks), len(chunks) - len(todo), f"Processing ({backend.description})")
         callbacks = ChunkCallbacks(done=done, skipped=skipped, progress=lambda chunk: progress.advance(task))
-        settings = ChunkSettings(NanoAODSchemaQuiet, read_ahead_from=read_ahead_from(run_options.get("pipelined-reading"), backend))
+        read_ahead = read_ahead_from(run_options.get("pipelined-reading"), backend)
+        settings = ChunkSettings(NanoAODSchemaQuiet, read_ahead_from=read_ahead)
         scheduler = ChunkScheduler(backend, settings, int(run_options.get("retries") or 0), skip_bad, callbacks)
         # Everything alive now (modules, the configuration) lives for the whole run: frozen, it is
         # not rescanned by each full garbage collection (~80 ms each, ~5% of a run), and forked
