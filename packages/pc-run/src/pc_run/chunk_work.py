@@ -34,6 +34,7 @@ from coffea.nanoevents import NanoEventsFactory
 from coffea.nanoevents.factory import _OnlySliceableAs
 from coffea.nanoevents.mapping.uproot import TrivialUprootOpener, UprootSourceMapping
 
+from pc_run.fast_paths import with_fast_paths
 from pc_run.read_ahead import ReadAheadProcess, ReadShare
 
 
@@ -100,7 +101,8 @@ class TreeLayout:
         mapping.preload_column_source(partition_key[0], partition_key[1], tree)
         base_form = json.loads(self.base_form_json)
         base_form["typenames"] = self.typenames
-        return NanoEventsFactory._from_mapping(mapping, partition_key, base_form, schema, metadata, mode="virtual").events()
+        return NanoEventsFactory._from_mapping(mapping, partition_key, base_form, with_fast_paths(schema), metadata,
+                                               mode="virtual").events()
 
 
 class OpenInputFile:
@@ -235,7 +237,7 @@ def import_chunk_modules(schema) -> None:
     """Import what a process's first chunk would otherwise import lazily: the schema's
     behaviour modules and ``numpy.ma`` (awkward's ``from_numpy`` needs it). Done once in the
     main process, before forked workers would each spend the time on their first chunk."""
-    schema.behavior()
+    with_fast_paths(schema).behavior()
     importlib.import_module("numpy.ma")
 
 

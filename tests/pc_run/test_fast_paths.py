@@ -1,0 +1,242 @@
+"""The fast paths (``pc_run.fast_paths``) give exactly what awkward, coffea and vector give.
+
+Every expression runs twice on the same real NanoAOD file: on NanoEvents built with coffea's
+own NanoAOD schema (the reference: awkward's slicing and broadcasting, vector's properties)
+and on NanoEvents built with ``with_fast_paths`` of it, as pocket-coffea builds every chunk.
+The results must be identical: type (dtypes, option types, parameters), every value, the
+array class. Each expression that should take a fast path is also checked to have taken
+it, so that a silent fallback cannot make these tests pass trivially.
+"""
+import warnings
+
+import awkward as ak
+import numpy as np
+import pytest
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+from coffea.nanoevents.methods import candidate
+
+from pc_run.fast_paths import FastArray, elementwise, select_by_jagged_mask, with_fast_paths
+
+
+def _events(path, schema):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # missing cross-references of reduced files
+        return NanoEventsFactory.from_root({str(path): "Events"}, mode="virtual", schemaclass=schema).events()
+
+
+@pytest.fixture(scope="module", params=["nano_tt_v12.root", "nano_dy.root"])
+def both(request, nanoaod_dir):
+    """(reference events, fast-path events) of one file."""
+    path = nanoaod_dir / request.param
+    return _events(path, NanoAODSchema), _events(path, with_fast_paths(NanoAODSchema))
+
+
+def assert_identical(ours, reference):
+    assert str(ours.type) == str(reference.type)
+    # without behaviours: array_equal also compares the classes behaviours give (compared below);
+    # the kinds of layout nodes may differ (an IndexedOptionArray where awkward makes an UnmaskedArray)
+    assert ak.array_equal(ak.Array(ours.layout), ak.Array(reference.layout), check_parameters=True, equal_nan=True,
+                          dtype_exact=True, same_content_types=False)
+    assert ak.to_list(ak.is_none(ours, axis=-1)) == ak.to_list(ak.is_none(reference, axis=-1))
+    ours_class, reference_class = type(ours), type(reference)
+    if ours_class is FastArray:
+        assert reference_class is ak.Array
+    else:
+        assert ours_class.__name__ == reference_class.__name__ and issubclass(ours_class, reference_class)
+
+
+def _skimmed(events):
+    return events[ak.to_numpy(ak.num(events.Jet) >= 2)]
+
+
+def _selected_twice(events):
+    jets = events.Jet[events.Jet.pt > 25]
+    return jets, jets.btagDeepFlavB > 0.3
+
+
+SELECTIONS = {  # name: events -> (collection, mask)
+    "jets": lambda ev: (ev.Jet, (ev.Jet.pt > 30) & (abs(ev.Jet.eta) < 2.4) & (ev.Jet.jetId >= 2)),
+    "muons": lambda ev: (ev.Muon, (ev.Muon.pt > 5) & ev.Muon.looseId),
+    "electrons": lambda ev: (ev.Electron, ev.Electron.cutBased >= 1),
+    "nothing kept": lambda ev: (ev.Jet, ev.Jet.pt < 0),
+    "everything kept": lambda ev: (ev.Jet, ev.Jet.pt >= 0),
+    "jets of skimmed events": lambda ev: (_skimmed(ev).Jet, _skimmed(ev).Jet.pt > 40),
+    "selected twice": _selected_twice,
+}
+
+
+@pytest.mark.parametrize("name", SELECTIONS)
+def test_selections_equal_awkward(both, name):
+    reference, fast = both
+    collection, mask = SELECTIONS[name](reference)
+    expected = collection[mask]
+    collection, mask = SELECTIONS[name](fast)
+    selected = collection[mask]
+    assert select_by_jagged_mask(collection, mask) is not None, "the fast path was not taken"
+    assert_identical(selected, expected)
+    assert_identical(selected.pt, expected.pt)
+    if name == "jets":  # cross-references of the selected objects still resolve
+        assert_identical(selected.matched_muons.pt, expected.matched_muons.pt)
+
+
+def test_selection_of_a_stored_collection_after_preselection(both):
+    results = []
+    for events in both:
+        events = events[ak.to_numpy(ak.num(events.Jet) >= 1)]
+        events["JetGood"] = events.Jet[events.Jet.pt > 25]
+        events = events[ak.to_numpy(ak.num(events.JetGood) >= 1)]
+        results.append(events.JetGood[events.JetGood.eta > 0])
+    assert_identical(results[1], results[0])
+    assert len(results[0]) > 0
+
+
+EXPRESSIONS = {
+    "compare with int": lambda ev: ev.Jet.pt > 30,
+    "compare with float": lambda ev: ev.Muon.pfRelIso04_all < 0.15,
+    "abs": lambda ev: abs(ev.Jet.eta),
+    "and of masks": lambda ev: (ev.Jet.pt > 30) & (abs(ev.Jet.eta) < 2.4) & (ev.Jet.jetId >= 2),
+    "bool field and": lambda ev: ev.Muon.tightId & (ev.Muon.pt > 3),
+    "invert": lambda ev: ~(ev.Jet.pt > 30),
+    "two fields, different parameters": lambda ev: ev.Jet.pt * np.cosh(ev.Jet.eta),
+    "two fields, arctan2": lambda ev: np.arctan2(ev.Jet.eta, ev.Jet.phi),
+    "uint8 field": lambda ev: ev.Muon.genPartFlav + 1,
+    "int field with a big int": lambda ev: ev.Jet.jetId * 1_000_000_000_000,
+    "event-level": lambda ev: ev.genWeight * 2.5 / 7,
+    "division by zero": lambda ev: ev.Jet.pt / 0.0,
+    "field of skimmed events": lambda ev: _skimmed(ev).Jet.pt > 50,
+    "field of selected objects": lambda ev: ev.Jet[ev.Jet.pt > 20].eta * 2,
+    "leading muon (option)": lambda ev: ak.pad_none(ev.Muon, 2)[:, 0].pt * 2,
+    "two options": lambda ev: ak.pad_none(ev.Muon, 2)[:, 0].pt + ak.pad_none(ev.Muon, 2)[:, 1].pt,
+    "option and event-level": lambda ev: ak.pad_none(ev.Muon, 1)[:, 0].pt - ev.MET.pt,
+    "all missing": lambda ev: ak.pad_none(ev.Muon[ev.Muon.pt < 0], 1)[:, 0].pt > 1,
+    "jagged option": lambda ev: ak.pad_none(ev.Jet, 12, axis=1).pt > 20,
+    "awkward's own result": lambda ev: ak.pad_none(ev.Jet.pt, 3, axis=1) > 20,
+    "stored record": lambda ev: _with_dimuon(ev).ll.mass > 60,
+    "vector property": lambda ev: ev.Jet.px * ev.Jet.energy,
+    "vector method": lambda ev: ev.Jet.delta_r(ev.Jet) + 1,
+    "sum of candidates": lambda ev: (ak.pad_none(ev.Muon, 2)[:, 0] + ak.pad_none(ev.Muon, 2)[:, 1]).mass > 60,
+    "lists of lists": lambda ev: ak.unzip(ak.cartesian([ev.Jet, ev.Muon], nested=True))[0].pt * 2,
+    "metric table": lambda ev: ev.Jet.metric_table(ev.Muon) > 0.4,
+    "metric table against another behaviour": lambda ev: ev.Jet.metric_table(
+        ak.zip({f: ev.Muon[f] for f in ("pt", "eta", "phi", "mass")}, with_name="PtEtaPhiMCandidate",
+               behavior=candidate.behavior)) > 0.4,
+}
+NOT_FAST = {
+    "int field with a big int",  # numpy refuses (NEP 50 overflow): awkward decides
+    "awkward's own result",  # an array an awkward function made: plain awkward
+}
+
+
+def _with_dimuon(events):
+    muons = ak.pad_none(events.Muon, 2)
+    ll = ak.zip({"mass": (muons[:, 0] + muons[:, 1]).mass, "charge": muons[:, 0].charge + muons[:, 1].charge})
+    return ak.with_field(events, ll, "ll")  # not events["ll"] = ...: the events are shared by the tests
+
+
+@pytest.mark.parametrize("name", EXPRESSIONS)
+def test_operators_and_ufuncs_equal_awkward(both, name):
+    reference, fast = both
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            expected = EXPRESSIONS[name](reference)
+        except Exception as error:  # awkward refuses: so must the fast path
+            with pytest.raises(type(error)):
+                EXPRESSIONS[name](fast)
+            return
+        result = EXPRESSIONS[name](fast)
+    assert_identical(result, expected)
+    assert (type(result) is FastArray) == (name not in NOT_FAST), "the fast path was not taken" if name not in NOT_FAST else ""
+
+
+COLLECTIONS = ["Muon", "Electron", "Jet", "Photon", "Tau", "FatJet", "GenPart", "GenJet", "MET", "SubJet", "TrigObj"]
+
+
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_coordinates_equal_vector(both, collection):
+    reference, fast = both
+    if collection not in reference.fields:
+        pytest.skip(f"no {collection} in this file")
+    ref, ours = reference[collection], fast[collection]
+    compared = 0
+    for name in ("pt", "eta", "phi", "mass", "energy", "px", "rho"):
+        try:
+            expected = getattr(ref, name)
+        except Exception as error:
+            with pytest.raises(type(error)):
+                getattr(ours, name)
+            continue
+        assert_identical(getattr(ours, name), expected)
+        compared += 1
+    assert compared
+
+
+def test_mask_of_other_lengths_is_left_to_awkward(both):
+    """awkward takes a jagged mask as the indices of its True values: a mask of another
+    collection's lengths selects (or fails) by those; the fast path leaves it to awkward."""
+    reference, fast = both
+    assert select_by_jagged_mask(fast.Jet, fast.Muon.pt > 0) is None
+    assert_identical(fast.Jet[fast.Muon.pt > 0], reference.Jet[reference.Muon.pt > 0])
+    with pytest.raises(Exception) as expected:
+        reference.Muon[reference.Jet.pt > 0]
+    with pytest.raises(type(expected.value)):
+        fast.Muon[fast.Jet.pt > 0]
+
+
+def test_mask_with_missing_values_is_left_to_awkward(both):
+    reference, fast = both
+    results = []
+    for events in (reference, fast):
+        mask = ak.mask(events.Jet.pt > 30, events.Jet.eta > -1)
+        results.append(events.Jet[mask])
+    assert select_by_jagged_mask(fast.Jet, ak.mask(fast.Jet.pt > 30, fast.Jet.eta > -1)) is None
+    assert_identical(results[1], results[0])
+
+
+# ---------------------------------------------------------------- layouts NanoEvents rarely make
+
+def _fast(layout):
+    array = ak.Array(layout)
+    array.__class__ = FastArray
+    return array
+
+
+def _layouts():
+    numbers = ak.contents.NumpyArray(np.array([1.5, -2.0, 3.25, 0.0, 7.0, -1.0, 4.0, 2.5], dtype=np.float32))
+    offsets = ak.index.Index64(np.array([1, 3, 3, 6, 8]))  # not from 0
+    starts, stops = ak.index.Index64(np.array([5, 0, 2, 2])), ak.index.Index64(np.array([8, 2, 2, 5]))
+    return {
+        "offsets not from 0": ak.contents.ListOffsetArray(offsets, numbers),
+        "lists out of order": ak.contents.ListArray(starts, stops, numbers),
+        "carried lists": ak.contents.IndexedArray(ak.index.Index64(np.array([3, 0, 0, 2])),
+                                                  ak.contents.ListArray(starts, stops, numbers)),
+        "byte-masked": ak.contents.ByteMaskedArray(ak.index.Index8(np.array([1, 0, 1, 1, 0, 1, 1, 1], dtype=np.int8)),
+                                                   numbers, valid_when=True),
+        "unmasked": ak.contents.UnmaskedArray(numbers),
+        "indexed option in lists": ak.contents.ListOffsetArray(
+            ak.index.Index64(np.array([0, 2, 2, 5])),
+            ak.contents.IndexedOptionArray(ak.index.Index64(np.array([4, -1, 0, 7, -1])), numbers)),
+        "empty": ak.contents.ListOffsetArray(ak.index.Index64(np.array([0])), numbers),
+    }
+
+
+@pytest.mark.parametrize("name", list(_layouts()))
+def test_ufuncs_on_unusual_layouts_equal_awkward(name):
+    layout = _layouts()[name]
+    for ufunc, args in ((np.greater, (1.0,)), (np.absolute, ()), (np.multiply, (2,)), (np.add, ("self",))):
+        plain = ak.Array(layout)
+        expected = ufunc(plain, *[plain if a == "self" else a for a in args])
+        fast = _fast(layout)
+        computed = elementwise(ufunc, (fast, *[fast if a == "self" else a for a in args]))
+        assert computed is not None, f"{name}: {ufunc.__name__} fell back"
+        assert_identical(computed, expected)
+
+
+@pytest.mark.parametrize("name", ["offsets not from 0", "lists out of order", "carried lists", "empty"])
+def test_selection_on_unusual_layouts_equals_awkward(name):
+    layout = _layouts()[name]
+    plain = ak.Array(layout)
+    mask = plain > 1.0
+    selected = select_by_jagged_mask(plain, mask)
+    assert selected is not None
+    assert_identical(selected, plain[mask])
