@@ -112,6 +112,7 @@ EXPRESSIONS = {
     "jagged option": lambda ev: ak.pad_none(ev.Jet, 12, axis=1).pt > 20,
     "awkward's own result": lambda ev: ak.pad_none(ev.Jet.pt, 3, axis=1) > 20,
     "stored record": lambda ev: _with_dimuon(ev).ll.mass > 60,
+    "numbers selected by a mask": lambda ev: ev.Jet.pt[ev.Jet.pt > 30] * 2,
     "vector property": lambda ev: ev.Jet.px * ev.Jet.energy,
     "vector method": lambda ev: ev.Jet.delta_r(ev.Jet) + 1,
     "sum of candidates": lambda ev: (ak.pad_none(ev.Muon, 2)[:, 0] + ak.pad_none(ev.Muon, 2)[:, 1]).mass > 60,

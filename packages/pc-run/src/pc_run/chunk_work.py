@@ -74,8 +74,9 @@ class TreeLayout:
         return {name: (self.tree[name].compressed_bytes if name in self.tree else 0) for name in branches}
 
     def events(self, item, schema, metadata: dict, uproot_options: dict, preload, access_log: list, buffer_cache,
-               arrays: dict | None = None):
-        """The chunk's NanoEvents (virtual), built as ``NanoEventsFactory.from_root`` builds them.
+               arrays: dict | None = None, fast_paths: bool = True):
+        """The chunk's NanoEvents (virtual), built as ``NanoEventsFactory.from_root`` builds them,
+        with the ``fast_paths`` of ordinary awkward idioms (False: coffea's behaviour as it is).
 
         ``arrays``: the ``preload`` branches of the chunk, already read (by the prefetch)."""
         tree = self.tree
@@ -101,7 +102,8 @@ class TreeLayout:
         mapping.preload_column_source(partition_key[0], partition_key[1], tree)
         base_form = json.loads(self.base_form_json)
         base_form["typenames"] = self.typenames
-        return NanoEventsFactory._from_mapping(mapping, partition_key, base_form, with_fast_paths(schema), metadata,
+        return NanoEventsFactory._from_mapping(mapping, partition_key, base_form,
+                                               with_fast_paths(schema) if fast_paths else schema, metadata,
                                                mode="virtual").events()
 
 
