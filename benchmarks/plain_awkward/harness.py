@@ -37,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import uproot
 
 HERE = Path(__file__).resolve().parent
@@ -47,9 +48,10 @@ DATASET, SAMPLE = "DYJetsToLL_M-50_2018", "DYJetsToLL_M-50"
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def _fileset(path: Path, files: list[Path], counts: bool) -> Path:
+def _fileset(path: Path, files: list[Path], counts: bool, peer: bool = False) -> Path:
+    """The fileset (``peer``: in PocketCoffea 0.9's spelling, ``isMC: "True"``)."""
     n = [uproot.open(f)["Events"].num_entries for f in files]
-    meta = {"sample": SAMPLE, "year": "2018", "isMC": True, "xsec": 6077.22, "nevents": sum(n)}
+    meta = {"sample": SAMPLE, "year": "2018", "isMC": "True" if peer else True, "xsec": 6077.22, "nevents": sum(n)}
     if counts:
         meta["file_nevents"] = n
     path.write_text(json.dumps({DATASET: {"files": [str(f) for f in files], "metadata": meta}}))
@@ -136,6 +138,61 @@ def run(fileset: Path, outdir: Path, executor: list[str], code: Path | None = No
     }
 
 
+PEER = HERE / "pocketcoffea"
+
+
+def run_peer(python: Path, fileset: Path, outdir: Path, executor: list[str]) -> dict:
+    """PocketCoffea 0.9.13's ``pocket-coffea run`` of the same analysis (``pocketcoffea/``), in
+    the interpreter ``python`` of its own environment: wall time and peak RSS (it writes no
+    processing report: no chunk phase, no launch to first chunk)."""
+    shutil.rmtree(outdir, ignore_errors=True)
+    env = dict(os.environ, POCKET_COFFEA_BENCH_FILESET=str(fileset))
+    env.pop("PYTHONPATH", None)
+    command = [str(python), str(PEER / "run_peer.py"), "run", "--cfg", str(PEER / "config.py"),
+               "-ro", str(PEER / "run_options.yaml"), "-o", str(outdir), *executor]
+    probe = (
+        "import resource, subprocess, sys;"
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    start = time.perf_counter()
+    peak_kb = subprocess.run([sys.executable, "-c", probe, *command], env=env, check=True, capture_output=True,
+                             text=True).stdout.split()[-1]
+    wall = time.perf_counter() - start
+    events = sum(uproot.open(f)["Events"].num_entries for d in json.loads(fileset.read_text()).values() for f in d["files"])
+    return {"wall": wall, "events": events, "chunk_rate": None, "whole_rate": events / wall, "first_chunk": None,
+            "peak_mb": int(peak_kb) / 1024, "chunks": None}
+
+
+def same_as_peer(ours: Path, peer: Path, python: Path) -> str:
+    """Our histograms against PocketCoffea's, bin for bin. PocketCoffea saves them divided by its
+    sum of genWeight (summed in float32), pocket-coffea saves the sums (scaled when plotting):
+    the peer's are multiplied back by its own sum. Raises if any bin differs by more than 1e-6."""
+    dumps = []
+    for interpreter, output in ((sys.executable, ours), (python, peer)):
+        dump = output.parent / f"{output.parent.name}-histograms.npz"
+        subprocess.run([str(interpreter), str(PEER / "dump_histograms.py"), str(output), str(dump)], check=True,
+                       env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        dumps.append(np.load(dump))
+    mine, theirs = dumps
+    if sorted(mine.files) != sorted(theirs.files):
+        raise AssertionError(f"different histograms: {sorted(set(mine.files) ^ set(theirs.files))}")
+    worst = 0.0
+    for key in mine.files:
+        if key.startswith("sum_genweights/"):
+            continue
+        scale = theirs[f"sum_genweights/{key.split('/')[2]}"] ** (1 if key.endswith("/values") else 2)
+        a, b = mine[key], theirs[key] * scale
+        if not np.array_equal(a == 0, b == 0):
+            raise AssertionError(f"{key}: filled bins differ from PocketCoffea's")
+        filled = a != 0
+        if filled.any():
+            worst = max(worst, float(np.max(np.abs(b[filled] / a[filled] - 1))))
+    if worst > 1e-6:
+        raise AssertionError(f"histograms differ from PocketCoffea's by up to {worst:.2g} (relative)")
+    return f"{len(mine.files) // 2} histograms (values, variances) equal to PocketCoffea's within {worst:.1g}"
+
+
 def _fmt(values, spec=".2f"):
     return "[" + ", ".join(format(v, spec) for v in values) + "]"
 
@@ -152,7 +209,7 @@ def _no_read_ahead_options(work: Path) -> Path:
 
 
 def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repeat: int, chunking: list[str],
-                  baseline: Path | None = None) -> dict:
+                  baseline: Path | None = None, peer: Path | None = None) -> dict:
     branches = branches_read(fileset)
     n_events = sum(uproot.open(f)["Events"].num_entries for f in files)
     total_branches = len(uproot.open(files[0])["Events"].keys())
@@ -160,6 +217,10 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
                  "iterative no read-ahead": ["-e", "iterative", "-ro", str(_no_read_ahead_options(work))]}
     if baseline is not None:
         executors.update({"iterative baseline": ["-e", "iterative"], "futures baseline": ["-e", "futures", "-s", "2"]})
+    if peer is not None:
+        executors.update({"iterative PocketCoffea": ["-e", "iterative"], "futures PocketCoffea": ["-e", "futures", "-s", "2"]})
+        peer_fileset = _fileset(fileset.with_name(fileset.stem + "_peer.json"), files, "file_nevents" in fileset.read_text(),
+                                peer=True)
     kinds = ["raw", "raw2", *executors]
     results: dict[str, list] = {k: [] for k in kinds}
     print(f"\n== {name}: {n_events} events in {len(files)} files, {total_branches} branches, "
@@ -170,15 +231,17 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
                 results[kind].append(raw_rate(files, branches, 1))
             elif kind == "raw2":
                 results[kind].append(raw_rate(files, branches, 2))
+            elif kind.endswith("PocketCoffea"):
+                results[kind].append(run_peer(peer, peer_fileset, _outdir(work, name, kind), executors[kind] + chunking))
             else:
                 code = baseline if kind.endswith("baseline") else None
-                results[kind].append(run(fileset, work / f"out-{name.split()[0]}-{kind.replace(' ', '-')}",
-                                         executors[kind] + chunking, code))
+                results[kind].append(run(fileset, _outdir(work, name, kind), executors[kind] + chunking, code))
         line = f"round {round_index + 1}: raw {results['raw'][-1]:,.0f}/s, raw 2 proc {results['raw2'][-1]:,.0f}/s"
         for kind in executors:
             r = results[kind][-1]
             first = f"{r['first_chunk']:.2f} s" if r["first_chunk"] is not None else "n/a"
-            line += (f" | {kind} chunk {r['chunk_rate']:,.0f}/s whole {r['whole_rate']:,.0f}/s first chunk {first} "
+            chunk = f"{r['chunk_rate']:,.0f}/s" if r["chunk_rate"] is not None else "n/a"
+            line += (f" | {kind} chunk {chunk} whole {r['whole_rate']:,.0f}/s first chunk {first} "
                      f"RSS {r['peak_mb']:.0f} MB")
         print(line, flush=True)
     raw, raw2 = results["raw"], results["raw2"]
@@ -202,10 +265,19 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
             label = kind if kind == "iterative" else "futures -s 2"
             ratios[f"{label} / baseline, chunk phase"] = [n["chunk_rate"] / o["chunk_rate"] for n, o in zip(new, old)]
             ratios[f"{label} / baseline, whole command"] = [n["whole_rate"] / o["whole_rate"] for n, o in zip(new, old)]
+    if peer is not None:
+        for kind in ("iterative", "futures"):
+            label = kind if kind == "iterative" else "futures -s 2"
+            ratios[f"{label} / PocketCoffea 0.9.13, whole command"] = [
+                n["whole_rate"] / o["whole_rate"] for n, o in zip(results[kind], results[f"{kind} PocketCoffea"])]
     print(f"-- {name}: medians over {repeat} rounds (events/s; ratios within a round)")
     print(f"raw read 1 process {statistics.median(raw):,.0f}, 2 processes {statistics.median(raw2):,.0f}")
     for label, runs in results.items():
         if label in ("raw", "raw2"):
+            continue
+        if runs[0]["chunk_rate"] is None:  # PocketCoffea: no processing report
+            print(f"{label}: whole command {statistics.median(r['whole_rate'] for r in runs):,.0f}, "
+                  f"peak RSS {max(r['peak_mb'] for r in runs):.0f} MB")
             continue
         print(f"{label}: chunk phase {statistics.median(r['chunk_rate'] for r in runs):,.0f}, whole command "
               f"{statistics.median(r['whole_rate'] for r in runs):,.0f}, launch to first chunk "
@@ -213,7 +285,14 @@ def measure_input(name: str, files: list[Path], fileset: Path, work: Path, repea
               f"{runs[0]['chunks']} chunks")
     for label, values in ratios.items():
         print(f"{label:54s} = {statistics.median(values):.2f} {_fmt(values)}")
+    if peer is not None:
+        print(same_as_peer(_outdir(work, name, "iterative") / "output_all.coffea",
+                           _outdir(work, name, "iterative PocketCoffea") / "output_all.coffea", peer))
     return {"results": results, "ratios": ratios}
+
+
+def _outdir(work: Path, name: str, kind: str) -> Path:
+    return work / f"out-{name.split()[0]}-{kind.replace(' ', '-')}"
 
 
 def measure_startup(work: Path, repeat: int, counts: bool, baseline: Path | None = None) -> None:
@@ -260,6 +339,9 @@ def main() -> None:
     parser.add_argument("--keep", help="folder to keep the inputs (and reuse them) and outputs in")
     parser.add_argument("--baseline", type=Path, help="an export of an earlier revision (git archive REV packages src | "
                         "tar -x -C DIR): its iterative and futures runs are measured in the same rounds")
+    parser.add_argument("--peer", type=Path, help="the python of a PocketCoffea 0.9.13 environment: its iterative and "
+                        "futures runs of the same analysis (pocketcoffea/) are measured in the same rounds, and its "
+                        "histograms compared with ours")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pc-plain-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -274,14 +356,14 @@ def main() -> None:
             files = build_real(work / f"real-{args.events}-{args.files}", args.events, args.files)
             print(f"real input ready in {time.perf_counter() - t0:.0f} s", flush=True)
             measure_input("real (replicated nano_dy)", files, _fileset(work / "fileset_real.json", files, counts),
-                          work, args.repeat, chunking, args.baseline)
+                          work, args.repeat, chunking, args.baseline, args.peer)
         if "synthetic" in inputs:
             t0 = time.perf_counter()
             files = build_synthetic(work / f"synthetic-{args.events}-{args.files}", args.events, args.files)
             print(f"synthetic input ready in {time.perf_counter() - t0:.0f} s", flush=True)
             measure_input("synthetic (generate-demo-data)", files,
                           _fileset(work / "fileset_synthetic.json", files, counts), work, args.repeat, chunking,
-                          args.baseline)
+                          args.baseline, args.peer)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
