@@ -20,9 +20,15 @@ start-up, and preprocessing of wide trees.
 
 The fileset carries per-file event counts (``file_nevents``) unless ``--no-counts``.
 
+With ``--peer PYTHON`` (the interpreter of a PocketCoffea 0.9.13 environment, made by
+``pocketcoffea/make_env.sh DIR``), PocketCoffea's own ``iterative`` and ``futures -s 2`` runs of
+the same analysis (``pocketcoffea/config.py`` and ``workflow.py``: the same code on its base
+processor) are measured in the same rounds, and the histograms of the two ``iterative`` runs
+are compared bin for bin (it raises if any differs by more than 1e-6).
+
     .venv/bin/python benchmarks/plain_awkward/harness.py [--events 1000000] [--files 4]
         [--repeat 5] [--chunksize 100000] [--inputs startup,real,synthetic] [--keep DIR] [--no-counts]
-        [--baseline DIR]
+        [--baseline DIR] [--peer PYTHON]
 """
 from __future__ import annotations
 
@@ -295,7 +301,8 @@ def _outdir(work: Path, name: str, kind: str) -> Path:
     return work / f"out-{name.split()[0]}-{kind.replace(' ', '-')}"
 
 
-def measure_startup(work: Path, repeat: int, counts: bool, baseline: Path | None = None) -> None:
+def measure_startup(work: Path, repeat: int, counts: bool, baseline: Path | None = None,
+                    peer: Path | None = None) -> None:
     """Launch to first chunk of ``iterative`` on the 40-event nano_dy.root, and on 4 copies of it
     (1499-branch trees: what preprocessing costs on wide production trees)."""
     one = _fileset(work / "fileset_40.json", [NANO / "nano_dy.root"], counts)
@@ -312,13 +319,21 @@ def measure_startup(work: Path, repeat: int, counts: bool, baseline: Path | None
         cases["4 files of 1499 branches, no counts"] = no_counts
     if baseline is not None:
         cases.update({f"{label}, baseline": fileset for label, fileset in list(cases.items())})
+    if peer is not None:
+        cases.update({"40 events, 1 file, PocketCoffea": _fileset(work / "fileset_40_peer.json", [NANO / "nano_dy.root"],
+                                                                  counts, peer=True),
+                      "4 files of 1499 branches, PocketCoffea": _fileset(work / "fileset_4x1499_peer.json", copies,
+                                                                         counts, peer=True)})
     first: dict[str, list] = {label: [] for label in cases}
     whole: dict[str, list] = {label: [] for label in cases}
     for round_index in range(repeat):
         order = list(cases) if round_index % 2 == 0 else list(reversed(list(cases)))
         for label in order:
-            result = run(cases[label], work / "out-startup", ["-e", "iterative"],
-                         baseline if label.endswith("baseline") else None)
+            if label.endswith("PocketCoffea"):
+                result = run_peer(peer, cases[label], work / "out-startup-peer", ["-e", "iterative"])
+            else:
+                result = run(cases[label], work / "out-startup", ["-e", "iterative"],
+                             baseline if label.endswith("baseline") else None)
             first[label].append(result["first_chunk"])
             whole[label].append(result["wall"])
     print(f"\n== iterative on small inputs, {repeat} rounds: launch to first chunk, whole command; median [every round]")
@@ -350,7 +365,7 @@ def main() -> None:
     try:
         inputs = [s.strip() for s in args.inputs.split(",") if s.strip()]
         if "startup" in inputs:
-            measure_startup(work, args.repeat, counts, args.baseline)
+            measure_startup(work, args.repeat, counts, args.baseline, args.peer)
         if "real" in inputs:
             t0 = time.perf_counter()
             files = build_real(work / f"real-{args.events}-{args.files}", args.events, args.files)

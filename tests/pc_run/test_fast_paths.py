@@ -12,7 +12,7 @@ import warnings
 import awkward as ak
 import numpy as np
 import pytest
-from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+from coffea.nanoevents import BaseSchema, NanoAODSchema, NanoEventsFactory
 from coffea.nanoevents.methods import candidate
 
 from pc_run.fast_paths import FastArray, elementwise, select_by_jagged_mask, with_fast_paths
@@ -241,3 +241,15 @@ def test_selection_on_unusual_layouts_equals_awkward(name):
     selected = select_by_jagged_mask(plain, mask)
     assert selected is not None
     assert_identical(selected, plain[mask])
+
+
+def test_base_schema_gives_the_same_results(nanoaod_dir):
+    """Every schema gets the fast paths (here coffea's BaseSchema: branches as flat fields)."""
+    path = nanoaod_dir / "nano_tt_v12.root"
+    reference, fast = _events(path, BaseSchema), _events(path, with_fast_paths(BaseSchema))
+    for expression in (lambda ev: (ev.Jet_pt > 30) & (abs(ev.Jet_eta) < 2.4), lambda ev: ev.genWeight * 2):
+        result = expression(fast)
+        assert type(result) is FastArray
+        assert_identical(result, expression(reference))
+    mask = (fast.Jet_pt > 30)
+    assert_identical(fast.Jet_eta[mask], reference.Jet_eta[reference.Jet_pt > 30])
