@@ -214,6 +214,11 @@ def _layouts():
         "byte-masked": ak.contents.ByteMaskedArray(ak.index.Index8(np.array([1, 0, 1, 1, 0, 1, 1, 1], dtype=np.int8)),
                                                    numbers, valid_when=True),
         "unmasked": ak.contents.UnmaskedArray(numbers),
+        "unmasked in lists out of order": ak.contents.ListArray(starts, stops, ak.contents.UnmaskedArray(numbers)),
+        "byte-masked in carried lists": ak.contents.IndexedArray(
+            ak.index.Index64(np.array([3, 0, 2])),
+            ak.contents.ListArray(starts, stops, ak.contents.ByteMaskedArray(
+                ak.index.Index8(np.array([1, 0, 1, 1, 0, 1, 1, 1], dtype=np.int8)), numbers, valid_when=True))),
         "indexed option in lists": ak.contents.ListOffsetArray(
             ak.index.Index64(np.array([0, 2, 2, 5])),
             ak.contents.IndexedOptionArray(ak.index.Index64(np.array([4, -1, 0, 7, -1])), numbers)),

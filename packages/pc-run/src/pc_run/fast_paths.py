@@ -34,21 +34,22 @@ _LIST_TYPES = (ak.contents.ListOffsetArray, ak.contents.ListArray)
 
 
 def _lists(layout):
-    """(content positions, offsets from 0, content) of a list layout, seen through a
-    non-option index, or None for any other layout. The positions are a slice where the lists
-    are contiguous (as read), else an index array (after a carry)."""
+    """(list node, content positions, offsets from 0, content) of a list layout, seen through
+    a non-option index, or None for any other layout. The positions are a slice where the
+    lists are contiguous (as read), else an index array (after a carry)."""
     if isinstance(layout, ak.contents.IndexedArray) and isinstance(layout.content, _LIST_TYPES):
         layout = layout.project()  # carries the starts and stops only, not the records
     if isinstance(layout, ak.contents.ListOffsetArray):
         offsets = np.asarray(layout.offsets.data, dtype=np.int64)
         first = int(offsets[0])
-        return slice(first, int(offsets[-1])), (offsets - first if first else offsets), layout.content
+        return layout, slice(first, int(offsets[-1])), (offsets - first if first else offsets), layout.content
     if isinstance(layout, ak.contents.ListArray):
         starts = np.asarray(layout.starts.data, dtype=np.int64)
         counts = np.asarray(layout.stops.data, dtype=np.int64) - starts
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        return np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], counts), offsets, layout.content
+        positions = np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], counts)
+        return layout, positions, offsets, layout.content
     return None
 
 
@@ -69,8 +70,8 @@ def select_by_jagged_mask(array: ak.Array, where) -> ak.Array | None:
     items, mask = _lists(array.layout), _lists(where.layout)
     if items is None or mask is None:
         return None
-    positions, offsets, content = items
-    mask_positions, mask_offsets, mask_content = mask
+    _, positions, offsets, content = items
+    _, mask_positions, mask_offsets, mask_content = mask
     if not (isinstance(mask_content, ak.contents.NumpyArray) and mask_content.dtype == np.bool_
             and len(mask_content.inner_shape) == 0 and np.array_equal(offsets, mask_offsets)):
         return None
@@ -112,59 +113,43 @@ def _flat_numbers(layout) -> _FlatNumbers | None:
     """``layout`` flattened, where it is plain numbers (``N * T``, ``N * ?T``, ``N * var * T``,
     ``N * var * ?T``, ``N * var * var * T``...) under lazy carries (the fields of skimmed events,
     of selected or padded objects); else None."""
-    positions = _plain_index(layout)  # the positions to gather, None while they are all, in order
-    if positions is not None:
-        layout = layout.content
     levels = []
-    while (positions is None and isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, _LIST_TYPES)
+    while (isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, _LIST_TYPES)
            and layout.offsets[0] == 0 and layout.offsets[-1] == layout.content.length):  # lists of lists, as made
         if layout.parameters.keys() & {"__array__", "__list__"}:
             return None
         levels.append((layout, layout.offsets))
         layout = layout.content
-    offsets = None
-    if isinstance(layout, _LIST_TYPES):
-        if layout.parameters.keys() & {"__array__", "__list__"}:
+    lists = _lists(layout)
+    if lists is not None:
+        node, positions, offsets, layout = lists
+        if node.parameters.keys() & {"__array__", "__list__"}:
             return None
-        lists = layout
-        if isinstance(layout, ak.contents.ListOffsetArray) and positions is None and layout.offsets[0] == 0:
-            offsets = layout.offsets
-        else:
-            if isinstance(layout, ak.contents.ListArray):
-                starts, stops = (np.asarray(layout.starts.data, dtype=np.int64),
-                                 np.asarray(layout.stops.data, dtype=np.int64))
-            else:
-                bounds = np.asarray(layout.offsets.data, dtype=np.int64)
-                starts, stops = bounds[:-1], bounds[1:]
-            if positions is not None:
-                starts, stops = starts[positions], stops[positions]
-            counts = stops - starts
-            running = np.zeros(len(counts) + 1, dtype=np.int64)
-            np.cumsum(counts, out=running[1:])
-            offsets = ak.index.Index64(running)
-            positions = np.arange(running[-1], dtype=np.int64) + np.repeat(starts - running[:-1], counts)
-        levels.append((lists, offsets))
-        layout = layout.content
+        levels.append((node, ak.index.Index64(offsets)))
     elif levels:
         return None
+    else:  # numbers, one per event
+        positions = _plain_index(layout)
+        if positions is None:
+            positions = slice(0, layout.length)
+        else:
+            layout = layout.content
     inner = _plain_index(layout)
     if inner is not None:
-        positions, layout = (inner if positions is None else inner[positions]), layout.content
+        positions, layout = inner[positions], layout.content
     valid = None
-    length = int(offsets[-1]) if offsets is not None else len(layout) if positions is None else len(positions)
     if layout.is_option:
         if layout.parameters:
             return None
         if isinstance(layout, ak.contents.IndexedOptionArray):
-            index = np.asarray(layout.index.data, dtype=np.int64)[:length] if positions is None else \
-                np.asarray(layout.index.data, dtype=np.int64)[positions]
+            index = np.asarray(layout.index.data, dtype=np.int64)[positions]
             valid = index >= 0
             positions = np.where(valid, index, 0)
         elif isinstance(layout, ak.contents.ByteMaskedArray):
-            mask = np.asarray(layout.mask.data).view(np.bool_)
-            valid = (mask[:length] if positions is None else mask[positions]) == layout.valid_when
+            valid = np.asarray(layout.mask.data).view(np.bool_)[positions] == layout.valid_when
         elif isinstance(layout, ak.contents.UnmaskedArray):
-            valid = np.ones(length, dtype=np.bool_)
+            count = len(range(layout.length)[positions]) if isinstance(positions, slice) else len(positions)
+            valid = np.ones(count, dtype=np.bool_)
         else:
             return None
         layout = layout.content
@@ -172,9 +157,7 @@ def _flat_numbers(layout) -> _FlatNumbers | None:
             or "__array__" in layout.parameters):
         return None
     data = np.asarray(layout.data)
-    if positions is None:
-        values = data[:length]
-    elif len(data):
+    if isinstance(positions, slice) or len(data):
         values = data[positions]
     else:  # every value missing
         values = np.zeros(len(positions), dtype=data.dtype)
