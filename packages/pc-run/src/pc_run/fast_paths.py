@@ -70,7 +70,7 @@ def select_by_jagged_mask(array: ak.Array, where) -> ak.Array | None:
     items, mask = _lists(array.layout), _lists(where.layout)
     if items is None or mask is None:
         return None
-    _, positions, offsets, content = items
+    lists, positions, offsets, content = items
     _, mask_positions, mask_offsets, mask_content = mask
     if not (isinstance(mask_content, ak.contents.NumpyArray) and mask_content.dtype == np.bool_
             and len(mask_content.inner_shape) == 0 and np.array_equal(offsets, mask_offsets)):
@@ -84,7 +84,7 @@ def select_by_jagged_mask(array: ak.Array, where) -> ak.Array | None:
     selected = ak.contents.ListOffsetArray(
         ak.index.Index64(_running_count(flags)[offsets].astype(np.int64)),
         content._carry(ak.index.Index64(carry), allow_lazy=True),
-        parameters=array.layout.parameters if isinstance(array.layout, _LIST_TYPES) else None,
+        parameters=lists.parameters,
     )
     return _as_fast(ak.Array(selected, behavior=array.behavior, attrs=array.attrs))
 
