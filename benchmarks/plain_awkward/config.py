@@ -1,68 +1,12 @@
-"""The plain-awkward benchmark: a dimuon + jets analysis written the ordinary way.
-
-Leptons concatenated and sorted, a dimuon record, jets cleaned against the leptons,
-b-tagging, 4 categories, 5 histograms, genWeight/lumi/XS weights; the cuts are awkward
-expressions too. Used by ``benchmarks/plain_awkward/harness.py``; the fileset is
-``$POCKET_COFFEA_BENCH_FILESET``.
+"""The plain-awkward benchmark (``plain_analysis.py``) for pocket-coffea. Used by
+``benchmarks/plain_awkward/harness.py``; the fileset is ``$POCKET_COFFEA_BENCH_FILESET``.
 """
-import os
-
-import awkward as ak
-
 from pc_core import Axis, Configurator, Cut, HistConf, passthrough
 
+from plain_analysis import LUMI_2018, OBJECT_PRESELECTION, configurator
 from plain_workflow import PlainDimuonProcessor
 
-FILESET = os.environ.get("POCKET_COFFEA_BENCH_FILESET", "fileset.json")
+parameters = {"lumi": {"picobarn": {"2018": {"tot": LUMI_2018}}}, "object_preselection": OBJECT_PRESELECTION}
 
-parameters = {
-    "lumi": {"picobarn": {"2018": {"tot": 59832.0}}},
-    "object_preselection": {
-        "Muon": {"pt": 15.0, "eta": 2.4, "iso": 0.15},
-        "Electron": {"pt": 15.0, "eta": 2.5, "id": 3},
-        "Jet": {"pt": 30.0, "eta": 2.4, "jetId": 2, "dr_lepton": 0.4},
-        "btag_wp": 0.2783,
-    },
-}
-
-
-def _two_muons(events, params, **context):
-    return ak.sum(events.Muon.pt > params["minpt"], axis=1) >= 2
-
-
-def _dimuon(events, params, **context):
-    ll = events.ll
-    return ak.fill_none((events.nMuonGood >= 2) & (ll.charge == 0) & (ll.mass > params["mll_min"]), False)
-
-
-def _z_window(events, params, **context):
-    return ak.fill_none(abs(events.ll.mass - 91.1876) < params["width"], False)
-
-
-def _n_bjets(events, params, **context):
-    return (events.nBJetGood >= params["min"]) & (events.nBJetGood <= params["max"])
-
-
-skim = Cut(name="two_muons_pt10", function=_two_muons, params={"minpt": 10.0})
-dimuon = Cut(name="dimuon", function=_dimuon, params={"mll_min": 20.0})
-z_peak = Cut(name="z_peak", function=_z_window, params={"width": 15.0})
-two_b = Cut(name="2b", function=_n_bjets, params={"min": 2, "max": 99})
-zero_b = Cut(name="0b", function=_n_bjets, params={"min": 0, "max": 0})
-
-cfg = Configurator(
-    workflow=PlainDimuonProcessor,
-    parameters=parameters,
-    datasets={"jsons": [FILESET], "filter": {"samples": ["DYJetsToLL_M-50"], "samples_exclude": [], "year": ["2018"]}},
-    skim=[skim],
-    preselections=[dimuon],
-    categories={"inclusive": [passthrough], "Z": [z_peak], "Z_2b": [z_peak, two_b], "Z_0b": [z_peak, zero_b]},
-    weights={"common": {"inclusive": ["genWeight", "lumi", "XS"], "bycategory": {}}, "bysample": {}},
-    variations={"weights": {"common": {"inclusive": [], "bycategory": {}}, "bysample": {}}},
-    variables={
-        "mll": HistConf([Axis(coll="ll", field="mass", label=r"$m_{\mu\mu}$ [GeV]", bins=60, start=20, stop=200)]),
-        "ptll": HistConf([Axis(coll="ll", field="pt", label=r"$p_T^{\mu\mu}$ [GeV]", bins=40, start=0, stop=300)]),
-        "lepton_pt_0": HistConf([Axis(coll="LeptonGood", field="pt", pos=0, label=r"leading lepton $p_T$", bins=40, start=0, stop=300)]),
-        "jet_pt": HistConf([Axis(coll="JetGood", field="pt", label=r"jet $p_T$ [GeV]", bins=40, start=0, stop=400)]),
-        "njets": HistConf([Axis(field="nJetGood", label="number of jets", bins=8, start=0, stop=8, type="integer")]),
-    },
-)
+cfg = configurator(Configurator=Configurator, Cut=Cut, HistConf=HistConf, Axis=Axis, passthrough=passthrough,
+                   workflow=PlainDimuonProcessor, parameters=parameters, integer_axis="integer")

@@ -1,4 +1,4 @@
-"""The idioms of the plain-awkward analysis (``plain_workflow.py``, ``config.py`` here), each
+"""The idioms of the plain-awkward analysis (``plain_analysis.py`` here), each
 timed in isolation against the fastest equivalent a user could write, on real NanoEvents.
 
 The input is the real ``nano_dy.root`` events replicated to ``--events`` entries (the 170
@@ -52,8 +52,8 @@ sys.path.insert(0, str(HERE))
 
 from pc_run import FlatObjects, near_any  # noqa: E402
 from pc_run.chunk_work import TreeLayout  # noqa: E402
+from plain_analysis import LEPTON_FIELDS  # noqa: E402
 
-LEPTON_FIELDS = ("pt", "eta", "phi", "mass", "charge")
 DATASET, SAMPLE = "DYJetsToLL_M-50_2018", "DYJetsToLL_M-50"
 
 
@@ -307,7 +307,7 @@ def dimuon_flat_record(muons):
 
 
 def flat_processor_class():
-    """The plain analysis with every object idiom of ``plain_workflow.py`` replaced by its fast
+    """The plain analysis with every object idiom of ``plain_analysis.py`` replaced by its fast
     equivalent above (same cuts, categories, histograms and weights of ``config.py``)."""
     from plain_workflow import PlainDimuonProcessor
 
