@@ -52,6 +52,7 @@ sys.path.insert(0, str(HERE))
 
 from pc_run import FlatObjects, near_any  # noqa: E402
 from pc_run.chunk_work import TreeLayout  # noqa: E402
+from pc_run.fast_paths import with_fast_paths  # noqa: E402
 from plain_analysis import LEPTON_FIELDS  # noqa: E402
 
 DATASET, SAMPLE = "DYJetsToLL_M-50_2018", "DYJetsToLL_M-50"
@@ -80,7 +81,8 @@ def chunk_events(layout: TreeLayout, meta: dict, stop: int, preload=None, arrays
                            entrystart=0, entrystop=stop, fileuuid=b"", usermeta=None)
     metadata = dict(meta, dataset=DATASET, filename=item.filename, treename="Events", entrystart=0, entrystop=stop)
     log = [] if access_log is None else access_log
-    return layout.events(item, NanoAODSchema, metadata, {}, preload, log, None, arrays, fast_paths=fast_paths)
+    schema = with_fast_paths(NanoAODSchema) if fast_paths else NanoAODSchema
+    return layout.events(item, schema, metadata, {}, preload, log, None, arrays)
 
 
 def timed(function, *args):

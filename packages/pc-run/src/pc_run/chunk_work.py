@@ -74,9 +74,8 @@ class TreeLayout:
         return {name: (self.tree[name].compressed_bytes if name in self.tree else 0) for name in branches}
 
     def events(self, item, schema, metadata: dict, uproot_options: dict, preload, access_log: list, buffer_cache,
-               arrays: dict | None = None, fast_paths: bool = True):
-        """The chunk's NanoEvents (virtual), built as ``NanoEventsFactory.from_root`` builds them,
-        with the ``fast_paths`` of ordinary awkward idioms (False: coffea's behaviour as it is).
+               arrays: dict | None = None):
+        """The chunk's NanoEvents (virtual), built as ``NanoEventsFactory.from_root`` builds them.
 
         ``arrays``: the ``preload`` branches of the chunk, already read (by the prefetch)."""
         tree = self.tree
@@ -102,9 +101,7 @@ class TreeLayout:
         mapping.preload_column_source(partition_key[0], partition_key[1], tree)
         base_form = json.loads(self.base_form_json)
         base_form["typenames"] = self.typenames
-        return NanoEventsFactory._from_mapping(mapping, partition_key, base_form,
-                                               with_fast_paths(schema) if fast_paths else schema, metadata,
-                                               mode="virtual").events()
+        return NanoEventsFactory._from_mapping(mapping, partition_key, base_form, schema, metadata, mode="virtual").events()
 
 
 class OpenInputFile:
@@ -373,7 +370,8 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         if target is not None and known is None:
             INPUT_FILE.start_read_ahead()  # its start-up overlaps the first chunk, which learns the branches
         arrays = INPUT_FILE.take_prefetched(layout, item.treename, start, stop, known) if known is not None else None
-        events = layout.events(item, schema, _metadata(item), uproot_options, preload, accessed, None, arrays)
+        events = layout.events(item, with_fast_paths(schema), _metadata(item), uproot_options, preload, accessed, None,
+                               arrays)
         del arrays
         if target is not None and known is not None:
             INPUT_FILE.prefetch(layout, target[0], item.treename, known, *target[1:])
