@@ -14,7 +14,7 @@ physics. Here the common cases take direct numpy paths with exactly awkward's re
   return them unchanged; vector's other properties and methods return ``FastArray``s.
 
 Anything else goes to awkward, coffea or vector unchanged, errors included.
-pocket-coffea builds each chunk's NanoEvents with ``with_fast_paths(schema)``, the user's
+pocket-coffea builds each chunk's NanoEvents with ``with_fast_paths(schema)``, the run's
 schema whose behaviour is a copy of its own with these paths mixed into the array classes:
 nothing global is touched, coffea's behaviour dictionaries and classes stay as they are.
 """
