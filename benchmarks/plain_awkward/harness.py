@@ -110,6 +110,20 @@ def raw_rate(files: list[Path], branches: list[str], processes: int) -> float:
     return raw_read_rate(files, branches, processes)
 
 
+def _launch(command: list[str], env: dict) -> tuple[float, float, float]:
+    """Run ``command`` (quiet) from a fresh parent: (wall seconds, launch epoch, peak RSS of its processes in MB)."""
+    probe = (
+        "import resource, subprocess, sys, time;"
+        "t = time.time();"
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+        "print(t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    start = time.perf_counter()
+    launched, peak_kb = subprocess.run([sys.executable, "-c", probe, *command], env=env, check=True,
+                                       capture_output=True, text=True).stdout.split()[-2:]
+    return time.perf_counter() - start, float(launched), int(peak_kb) / 1024
+
+
 def run(fileset: Path, outdir: Path, executor: list[str], code: Path | None = None) -> dict:
     """``pocket-coffea run`` in a fresh parent process: wall time, report, peak RSS, launch to first chunk.
 
@@ -120,16 +134,7 @@ def run(fileset: Path, outdir: Path, executor: list[str], code: Path | None = No
         sources = [str(p) for p in sorted((code / "packages").glob("*/src"))] + [str(code / "src")]
         env["PYTHONPATH"] = os.pathsep.join([*sources, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     command = [sys.executable, "-m", "pocket_coffea.cli", "run", "--cfg", str(CONFIG), "-o", str(outdir), *executor]
-    probe = (
-        "import resource, subprocess, sys, time;"
-        "t = time.time();"
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
-        "print(t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    start = time.perf_counter()
-    launched, peak_kb = subprocess.run([sys.executable, "-c", probe, *command], env=env, check=True,
-                                       capture_output=True, text=True).stdout.split()[-2:]
-    wall = time.perf_counter() - start
+    wall, launched, peak_mb = _launch(command, env)
     report = json.loads((outdir / "processing_report.json").read_text())
     totals = report["totals"]
     return {
@@ -138,8 +143,8 @@ def run(fileset: Path, outdir: Path, executor: list[str], code: Path | None = No
         "chunk_rate": totals["events"] / totals["processing_seconds"],
         "whole_rate": totals["events"] / wall,
         # launch to the first chunk handed out (None: code without processing_started in its report)
-        "first_chunk": (totals["processing_started"] - float(launched)) if totals.get("processing_started") else None,
-        "peak_mb": int(peak_kb) / 1024,
+        "first_chunk": (totals["processing_started"] - launched) if totals.get("processing_started") else None,
+        "peak_mb": peak_mb,
         "chunks": totals["chunks"],
     }
 
@@ -152,22 +157,14 @@ def run_peer(python: Path, fileset: Path, outdir: Path, executor: list[str]) -> 
     the interpreter ``python`` of its own environment: wall time and peak RSS (it writes no
     processing report: no chunk phase, no launch to first chunk)."""
     shutil.rmtree(outdir, ignore_errors=True)
-    env = dict(os.environ, POCKET_COFFEA_BENCH_FILESET=str(fileset))
-    env.pop("PYTHONPATH", None)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["POCKET_COFFEA_BENCH_FILESET"] = str(fileset)
     command = [str(python), str(PEER / "run_peer.py"), "run", "--cfg", str(PEER / "config.py"),
                "-ro", str(PEER / "run_options.yaml"), "-o", str(outdir), *executor]
-    probe = (
-        "import resource, subprocess, sys;"
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    start = time.perf_counter()
-    peak_kb = subprocess.run([sys.executable, "-c", probe, *command], env=env, check=True, capture_output=True,
-                             text=True).stdout.split()[-1]
-    wall = time.perf_counter() - start
-    events = sum(uproot.open(f)["Events"].num_entries for d in json.loads(fileset.read_text()).values() for f in d["files"])
+    wall, _, peak_mb = _launch(command, env)
+    events = sum(d["metadata"]["nevents"] for d in json.loads(fileset.read_text()).values())
     return {"wall": wall, "events": events, "chunk_rate": None, "whole_rate": events / wall, "first_chunk": None,
-            "peak_mb": int(peak_kb) / 1024, "chunks": None}
+            "peak_mb": peak_mb, "chunks": None}
 
 
 def same_as_peer(ours: Path, peer: Path, python: Path) -> str:
