@@ -188,7 +188,14 @@ class ProcessPoolBackend:
         )
 
     def submit(self, item, settings, following=None):  # which worker runs what next is not known
-        future = self.pool.submit(run_chunk_task, item, self.payload, settings)
+        try:
+            future = self.pool.submit(run_chunk_task, item, self.payload, settings)
+        except BrokenProcessPool as exc:
+            # a worker died after the last wait and before this submit: the chunk goes to the
+            # loop as one the death took with it (``result`` raises ``WorkerDied``), and is rerun
+            future = concurrent.futures.Future()
+            future.set_exception(exc)
+            return future
         if len(self._processes) < self.workers:
             self._processes = list((getattr(self.pool, "_processes", None) or {}).values())
         return future
