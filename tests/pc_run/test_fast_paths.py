@@ -15,7 +15,8 @@ import pytest
 from coffea.nanoevents import BaseSchema, NanoAODSchema, NanoEventsFactory
 from coffea.nanoevents.methods import candidate
 
-from pc_run.fast_paths import FastArray, elementwise, select_by_jagged_mask, with_fast_paths
+from pc_run import fast_paths
+from pc_run.fast_paths import FastArray, elementwise, select_by_jagged, with_fast_paths
 
 
 def _events(path, schema):
@@ -72,7 +73,7 @@ def test_selections_equal_awkward(both, name):
     expected = collection[mask]
     collection, mask = SELECTIONS[name](fast)
     selected = collection[mask]
-    assert select_by_jagged_mask(collection, mask) is not None, "the fast path was not taken"
+    assert select_by_jagged(collection, mask) is not None, "the fast path was not taken"
     assert_identical(selected, expected)
     assert_identical(selected.pt, expected.pt)
     if name == "jets":  # cross-references of the selected objects still resolve
@@ -110,7 +111,7 @@ EXPRESSIONS = {
     "option and event-level": lambda ev: ak.pad_none(ev.Muon, 1)[:, 0].pt - ev.MET.pt,
     "all missing": lambda ev: ak.pad_none(ev.Muon[ev.Muon.pt < 0], 1)[:, 0].pt > 1,
     "jagged option": lambda ev: ak.pad_none(ev.Jet, 12, axis=1).pt > 20,
-    "awkward's own result": lambda ev: ak.pad_none(ev.Jet.pt, 3, axis=1) > 20,
+    "result of an awkward function": lambda ev: ak.pad_none(ev.Jet.pt, 3, axis=1) > 20,
     "stored record": lambda ev: _with_dimuon(ev).ll.mass > 60,
     "numbers selected by a mask": lambda ev: ev.Jet.pt[ev.Jet.pt > 30] * 2,
     "vector property": lambda ev: ev.Jet.px * ev.Jet.energy,
@@ -124,7 +125,6 @@ EXPRESSIONS = {
 }
 NOT_FAST = {
     "int field with a big int",  # numpy refuses (NEP 50 overflow): awkward decides
-    "awkward's own result",  # an array an awkward function made: plain awkward
 }
 
 
@@ -178,7 +178,7 @@ def test_mask_of_other_lengths_is_left_to_awkward(both):
     """awkward takes a jagged mask as the indices of its True values: a mask of another
     collection's lengths selects (or fails) by those; the fast path leaves it to awkward."""
     reference, fast = both
-    assert select_by_jagged_mask(fast.Jet, fast.Muon.pt > 0) is None
+    assert select_by_jagged(fast.Jet, fast.Muon.pt > 0) is None
     assert_identical(fast.Jet[fast.Muon.pt > 0], reference.Jet[reference.Muon.pt > 0])
     with pytest.raises(Exception) as expected:
         reference.Muon[reference.Jet.pt > 0]
@@ -192,8 +192,105 @@ def test_mask_with_missing_values_is_left_to_awkward(both):
     for events in (reference, fast):
         mask = ak.mask(events.Jet.pt > 30, events.Jet.eta > -1)
         results.append(events.Jet[mask])
-    assert select_by_jagged_mask(fast.Jet, ak.mask(fast.Jet.pt > 30, fast.Jet.eta > -1)) is None
+    assert select_by_jagged(fast.Jet, ak.mask(fast.Jet.pt > 30, fast.Jet.eta > -1)) is None
     assert_identical(results[1], results[0])
+
+
+# ---------------------------------------------------------------- awkward's functions
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """The names of the fast functions that gave a result (not None: the fast path was taken)."""
+    names = []
+
+    def recording(function):
+        def record(*args, **kwargs):
+            result = function(*args, **kwargs)
+            if result is not None:
+                names.append(function.__name__)
+            return result
+        return record
+
+    monkeypatch.setattr(fast_paths, "_FAST_FUNCTIONS",
+                        {key: recording(function) for key, function in fast_paths._FAST_FUNCTIONS.items()})
+    return names
+
+
+def _leading(objects, n=1):
+    return ak.pad_none(objects, n)[:, n - 1]
+
+
+def _leptons(ev):
+    """The leptons of the plain-awkward benchmark: fields concatenated, zipped, sorted by pt."""
+    muons, electrons = ev.Muon[ev.Muon.pt > 5], ev.Electron[ev.Electron.pt > 5]
+    leptons = ak.zip({f: ak.concatenate([muons[f], electrons[f]], axis=1) for f in ("pt", "eta", "phi", "mass", "charge")},
+                     with_name="PtEtaPhiMCandidate", behavior=candidate.behavior)
+    return leptons[ak.argsort(leptons.pt, axis=1, ascending=False)]
+
+
+FUNCTIONS = {  # name: (events -> result, the fast function that must have been taken)
+    "fill_none of an option, int": (lambda ev: ak.fill_none(_leading(ev.Muon).pt, 0), "fill_none"),
+    "fill_none of an option, float": (lambda ev: ak.fill_none(_leading(ev.Muon).pt, 0.1), "fill_none"),
+    "fill_none of an option, bool": (lambda ev: ak.fill_none(_leading(ev.Jet).pt, True), "fill_none"),
+    "fill_none of a cut mask": (lambda ev: ak.fill_none((ak.num(ev.Muon) >= 2) & (_leading(ev.Muon, 2).charge == 0),
+                                                        False), "fill_none"),
+    "fill_none of an int option, bool": (lambda ev: ak.fill_none(_leading(ev.Jet, 2).jetId, False), "fill_none"),
+    "fill_none in lists": (lambda ev: ak.fill_none(ak.pad_none(ev.Jet, 12, axis=1).pt, -1.0, axis=None), "fill_none"),
+    "concatenate fields": (lambda ev: ak.concatenate([ev.Muon.pt, ev.Electron.pt], axis=1), "concatenate"),
+    "concatenate int fields": (lambda ev: ak.concatenate([ev.Muon.charge, ev.Electron.charge, ev.Muon.charge], axis=-1),
+                               "concatenate"),
+    "concatenate mixed types": (lambda ev: ak.concatenate([ev.Muon.pt, ev.Electron.charge], axis=1), "concatenate"),
+    "concatenate selected": (lambda ev: ak.concatenate([ev.Muon[ev.Muon.pt > 10].eta, ev.Jet[ev.Jet.pt > 30].eta],
+                                                       axis=1), "concatenate"),
+    "argsort descending": (lambda ev: ak.argsort(ev.Jet.pt, axis=1, ascending=False), "argsort"),
+    "argsort ascending, ints": (lambda ev: ak.argsort(ev.Jet.jetId), "argsort"),
+    "argsort of selected": (lambda ev: ak.argsort(_skimmed(ev).Jet[_skimmed(ev).Jet.pt > 20].eta), "argsort"),
+    "sorted by argsort": (lambda ev: ev.Jet[ak.argsort(ev.Jet.eta, ascending=False)], "argsort"),
+    "leptons sorted by pt": (_leptons, "argsort"),
+    "leptons' fields": (lambda ev: _leptons(ev).charge * 1, "concatenate"),
+}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_awkward_functions_equal_awkward(both, taken, name):
+    reference, fast = both
+    expression, fast_function = FUNCTIONS[name]
+    expected = expression(reference)
+    taken.clear()
+    result = expression(fast)
+    assert fast_function in taken, "the fast path was not taken"
+    assert_identical(result, expected)
+
+
+def test_awkward_functions_without_a_fast_path_are_awkwards(both, taken):
+    reference, fast = both
+    for expression in (lambda ev: ak.num(ev.Jet), lambda ev: ak.sum(ev.Jet.pt, axis=1),
+                       lambda ev: ak.fill_none(ev.Jet.pt, 0),  # nothing can be missing
+                       lambda ev: ak.fill_none(_fast(_layouts()["unmasked"]) if ev is fast else
+                                               ak.Array(_layouts()["unmasked"]), 0),  # nothing is missing
+                       lambda ev: ak.concatenate([ev.Muon, ev.Muon], axis=1),  # records
+                       lambda ev: ak.argsort(ev.Jet.pt, axis=0),
+                       lambda ev: ak.argsort(ev.Jet.pt, stable=False)):
+        result = expression(fast)
+        assert taken == []
+        expected = expression(reference)
+        if isinstance(expected, ak.Array):
+            assert_identical(result, expected)
+        else:
+            assert result == expected
+
+
+def test_indices_awkward_takes_its_own_way(both):
+    """Negative and out-of-range positions: awkward's rules, and its error."""
+    reference, fast = both
+    assert select_by_jagged(fast.Jet, ak.local_index(fast.Jet.pt) - 1) is None
+    for expression in (lambda ev: ev.Jet[ak.local_index(ev.Jet.pt) - 1], lambda ev: ev.Jet.pt[ak.local_index(ev.Jet.pt) * -1]):
+        assert_identical(expression(fast), expression(reference))
+    with pytest.raises(Exception) as expected:
+        reference.Jet[ak.local_index(reference.Jet.pt) + 1]
+    with pytest.raises(type(expected.value)):
+        fast.Jet[ak.local_index(fast.Jet.pt) + 1]
 
 
 # ---------------------------------------------------------------- layouts NanoEvents rarely make
@@ -225,7 +322,13 @@ def _layouts():
             ak.index.Index64(np.array([0, 2, 2, 5])),
             ak.contents.IndexedOptionArray(ak.index.Index64(np.array([4, -1, 0, 7, -1])), numbers)),
         "empty": ak.contents.ListOffsetArray(ak.index.Index64(np.array([0])), numbers),
+        "lists with parameters": ak.contents.ListOffsetArray(ak.index.Index64(np.array([0, 3, 3, 8])), numbers,
+                                                             parameters={"__doc__": "lists"}),
     }
+
+
+OPTION_LAYOUTS = ["byte-masked", "byte-masked in carried lists", "indexed option in lists"]  # missing some
+LIST_LAYOUTS = ["offsets not from 0", "lists out of order", "carried lists", "empty", "lists with parameters"]
 
 
 @pytest.mark.parametrize("name", list(_layouts()))
@@ -240,14 +343,30 @@ def test_ufuncs_on_unusual_layouts_equal_awkward(name):
         assert_identical(computed, expected)
 
 
-@pytest.mark.parametrize("name", ["offsets not from 0", "lists out of order", "carried lists", "empty"])
+@pytest.mark.parametrize("name", LIST_LAYOUTS)
 def test_selection_on_unusual_layouts_equals_awkward(name):
+    plain = ak.Array(_layouts()[name])
+    for where in (plain > 1.0, ak.argsort(plain, ascending=False), ak.argsort(plain)[:, :1]):
+        selected = select_by_jagged(plain, where)
+        assert selected is not None
+        assert_identical(selected, plain[where])
+
+
+@pytest.mark.parametrize("name", LIST_LAYOUTS + OPTION_LAYOUTS)
+def test_awkward_functions_on_unusual_layouts_equal_awkward(name, taken):
     layout = _layouts()[name]
-    plain = ak.Array(layout)
-    mask = plain > 1.0
-    selected = select_by_jagged_mask(plain, mask)
-    assert selected is not None
-    assert_identical(selected, plain[mask])
+    if name in LIST_LAYOUTS:
+        other = ak.values_astype(ak.Array(layout), np.int32)
+        calls = {"concatenate": lambda a: ak.concatenate([a, other, a], axis=1),
+                 "argsort": lambda a: ak.argsort(a), "argsort descending": lambda a: ak.argsort(a, ascending=False)}
+    else:
+        calls = {f"fill_none {value!r}": (lambda a, value=value: ak.fill_none(a, value)) for value in (0, 0.1, False)}
+    for label, call in calls.items():
+        expected = call(ak.Array(layout))
+        taken.clear()
+        result = call(_fast(layout))
+        assert taken == [label.split()[0]], f"{label}: the fast path was not taken"
+        assert_identical(result, expected)
 
 
 def test_base_schema_gives_the_same_results(nanoaod_dir):

@@ -62,30 +62,40 @@ def _running_count(flags: np.ndarray) -> np.ndarray:
     return total
 
 
-def select_by_jagged_mask(array: ak.Array, where) -> ak.Array | None:
-    """``array[where]`` for a jagged boolean ``where`` with ``array``'s own list lengths, or
-    None where this fast path does not apply (the caller then slices with awkward)."""
+def select_by_jagged(array: ak.Array, where) -> ak.Array | None:
+    """``array[where]`` for a jagged ``where`` of plain booleans with ``array``'s own list
+    lengths (a mask) or of plain integers in range (the positions in each list, as
+    ``ak.argsort`` gives them); None where this fast path does not apply (the caller then
+    slices with awkward, which also gives the errors)."""
     if not isinstance(where, ak.Array):
         return None
-    items, mask = _lists(array.layout), _lists(where.layout)
-    if items is None or mask is None:
+    items, chooser = _lists(array.layout), _lists(where.layout)
+    if items is None or chooser is None:
         return None
     lists, positions, offsets, content = items
-    _, mask_positions, mask_offsets, mask_content = mask
-    if not (isinstance(mask_content, ak.contents.NumpyArray) and mask_content.dtype == np.bool_
-            and len(mask_content.inner_shape) == 0 and np.array_equal(offsets, mask_offsets)):
+    _, chooser_positions, chooser_offsets, chooser_content = chooser
+    if not (isinstance(chooser_content, ak.contents.NumpyArray) and len(chooser_content.inner_shape) == 0
+            and chooser_content.dtype.kind in "biu" and len(chooser_offsets) == len(offsets)):
         return None
-    flags = np.asarray(mask_content.data)[mask_positions]
-    chosen = np.flatnonzero(flags)
-    if isinstance(positions, slice):
-        carry = chosen + positions.start if positions.start else chosen
+    chosen = np.asarray(chooser_content.data)[chooser_positions]
+    if chosen.dtype == np.bool_:
+        if not np.array_equal(offsets, chooser_offsets):
+            return None
+        picked = np.flatnonzero(chosen)
+        new_offsets = _running_count(chosen)[offsets].astype(np.int64)
     else:
-        carry = positions[chosen]
-    selected = ak.contents.ListOffsetArray(
-        ak.index.Index64(_running_count(flags)[offsets].astype(np.int64)),
-        content._carry(ak.index.Index64(carry), allow_lazy=True),
-        parameters=lists.parameters,
-    )
+        chooser_counts = np.diff(chooser_offsets)
+        if len(chosen) and (chosen.min() < 0 or np.any(chosen >= np.repeat(np.diff(offsets), chooser_counts))):
+            return None  # negative or out of range: awkward's own rules and errors
+        picked = np.repeat(offsets[:-1], chooser_counts) + chosen
+        new_offsets = chooser_offsets
+    if isinstance(positions, slice):
+        carry = picked + positions.start if positions.start else picked
+    else:
+        carry = positions[picked]
+    # awkward's jagged slicing keeps no parameters of the lists
+    selected = ak.contents.ListOffsetArray(ak.index.Index64(new_offsets),
+                                           content._carry(ak.index.Index64(carry), allow_lazy=True))
     return _as_fast(ak.Array(selected, behavior=array.behavior, attrs=array.attrs))
 
 
@@ -107,6 +117,7 @@ class _FlatNumbers:
     valid: np.ndarray | None  # per item, not missing; None where the type has no option
     leaf: ak.contents.NumpyArray  # for its parameters
     levels: tuple  # (list node, offsets from 0), outermost first: the lists over ``values``
+    option: ak.contents.Content | None = None  # the option node over the leaf
 
 
 def _flat_numbers(layout) -> _FlatNumbers | None:
@@ -137,8 +148,9 @@ def _flat_numbers(layout) -> _FlatNumbers | None:
     inner = _plain_index(layout)
     if inner is not None:
         positions, layout = inner[positions], layout.content
-    valid = None
+    valid = option = None
     if layout.is_option:
+        option = layout
         if layout.parameters:
             return None
         if isinstance(layout, ak.contents.IndexedOptionArray):
@@ -161,7 +173,7 @@ def _flat_numbers(layout) -> _FlatNumbers | None:
         values = data[positions]
     else:  # every value missing
         values = np.zeros(len(positions), dtype=data.dtype)
-    return _FlatNumbers(values, valid, layout, tuple(levels))
+    return _FlatNumbers(values, valid, layout, tuple(levels), option)
 
 
 def _common_parameters(layouts) -> dict | None:
@@ -211,6 +223,109 @@ def elementwise(ufunc, inputs) -> ak.Array | None:
     return result
 
 
+def _numbers_dtype(*dtypes) -> np.dtype | None:
+    """The dtype awkward merges plain numbers (bool, int, float) into: numpy's promotion."""
+    return np.result_type(*dtypes) if all(dtype.kind in "biuf" for dtype in dtypes) else None
+
+
+def _nested(layout, part: _FlatNumbers, list_parameters: bool = True):
+    """``layout`` (flat) back in ``part``'s lists."""
+    for node, offsets in reversed(part.levels):
+        layout = ak.contents.ListOffsetArray(offsets, layout, parameters=node.parameters if list_parameters else None)
+    return layout
+
+
+def _fast_result(layout, *inputs) -> FastArray:
+    result = ak.Array(layout, behavior=behavior_of(*inputs), attrs=attrs_of(*inputs))
+    result.__class__ = FastArray
+    return result
+
+
+def fill_none(array, value, axis=-1, *, highlevel=True, behavior=None, attrs=None):
+    """``ak.fill_none`` of plain numbers missing some (``?T``, ``var * ?T``) with a Python
+    scalar; None where it does not apply."""
+    if not (isinstance(array, ak.Array) and type(value) in _SCALARS and axis in (-1, None) and highlevel
+            and behavior is None and attrs is None):
+        return None
+    part = _flat_numbers(array.layout)
+    if part is None or part.valid is None or isinstance(part.option, ak.contents.UnmaskedArray):
+        return None  # nothing to fill; awkward just drops an UnmaskedArray, without merging the value's type
+    dtype = _numbers_dtype(part.values.dtype, np.asarray(value).dtype)
+    if dtype is None:
+        return None
+    values = part.values.astype(dtype)  # a copy: the value goes into the missing places
+    values[~part.valid] = value
+    return _fast_result(_nested(ak.contents.NumpyArray(values), part), array)  # the leaf's parameters go, as in awkward
+
+
+def concatenate(arrays, axis=0, *, mergebool=True, highlevel=True, behavior=None, attrs=None):
+    """``ak.concatenate(..., axis=1)`` of lists of plain numbers, event by event; None where it
+    does not apply."""
+    if not (axis in (1, -1) and mergebool and highlevel and behavior is None and attrs is None
+            and isinstance(arrays, (list, tuple)) and arrays and all(isinstance(x, ak.Array) for x in arrays)):
+        return None
+    parts = [_flat_numbers(x.layout) for x in arrays]
+    if any(part is None or part.valid is not None or len(part.levels) != 1 for part in parts):
+        return None
+    offsets = [np.asarray(part.levels[0][1].data) for part in parts]
+    dtype = _numbers_dtype(*(part.values.dtype for part in parts))
+    if dtype is None or len({len(o) for o in offsets}) != 1:
+        return None
+    counts = [np.diff(o) for o in offsets]
+    merged = np.zeros(len(offsets[0]), dtype=np.int64)
+    np.cumsum(functools.reduce(np.add, counts), out=merged[1:])
+    values = np.empty(merged[-1], dtype=dtype)
+    start = merged[:-1].copy()  # where each event's items of the next array go
+    for part, own, count in zip(parts, offsets, counts):
+        values[np.arange(len(part.values)) + np.repeat(start - own[:-1], count)] = part.values
+        start += count
+    leaf = ak.contents.NumpyArray(values, parameters=_common_parameters([part.leaf for part in parts]))
+    return _fast_result(ak.contents.ListOffsetArray(ak.index.Index64(merged), leaf), *arrays)  # no list parameters
+
+
+def argsort(array, axis=-1, ascending=True, stable=True, *, highlevel=True, behavior=None, attrs=None):
+    """``ak.argsort`` of lists of plain numbers (stable, NaN first as in awkward); None where it
+    does not apply."""
+    if not (isinstance(array, ak.Array) and axis in (1, -1) and stable and highlevel and behavior is None
+            and attrs is None):
+        return None
+    part = _flat_numbers(array.layout)
+    if part is None or part.valid is not None or len(part.levels) != 1 or part.values.dtype.kind not in "biuf":
+        return None
+    values = part.values
+    if values.dtype.kind == "u" and values.dtype.itemsize == 8:
+        return None  # negating for the descending order needs a signed type
+    keys = [values.astype(np.int64) if values.dtype.kind in "biu" else values]
+    if values.dtype.kind == "f":
+        missing = np.isnan(values)
+        if missing.any():
+            keys = [np.where(missing, 0, values), ~missing]  # NaNs first, in their order
+    if not ascending:
+        keys[0] = -keys[0]
+    offsets = np.asarray(part.levels[0][1].data)
+    counts = np.diff(offsets)
+    order = np.lexsort((*keys, np.repeat(np.arange(len(counts)), counts)))  # stable
+    local = order - np.repeat(offsets[:-1], counts)
+    return _fast_result(_nested(ak.contents.NumpyArray(local), part), array)
+
+
+# awkward's functions that have a fast path here (``FastPaths.__awkward_function__``)
+_FAST_FUNCTIONS = {ak.fill_none: fill_none, ak.concatenate: concatenate, ak.argsort: argsort}
+
+
+def _awkward_itself(function, args, kwargs):
+    """What ``function`` (an ``ak.*`` function) gives without the ``__awkward_function__``
+    protocol that called us: its implementation, past the dispatch (awkward's
+    high-level functions first yield their array arguments, then return the result)."""
+    steps = function.__wrapped__(*args, **kwargs)
+    next(steps)
+    try:
+        next(steps)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError(f"{function.__qualname__} did not end after its dispatch")
+
+
 def _as_fast(array):
     """``array`` as a ``FastArray`` where awkward gave it no class of its own."""
     if type(array) is ak.Array:
@@ -222,10 +337,23 @@ class FastPaths:
     """Mixed into the array classes of NanoEvents: ``array[jagged mask]`` takes the fast
     selection, and fields without a behaviour of their own come as ``FastArray``."""
 
+    def __awkward_function__(self, function, array_likes, args, kwargs):
+        """awkward's protocol for ``ak.*`` functions called on these arrays: the fast path where
+        there is one, else awkward's own function (its result a ``FastArray`` where it has no
+        class of its own)."""
+        fast = _FAST_FUNCTIONS.get(function)
+        result = None
+        if fast is not None:
+            try:
+                result = fast(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - arguments awkward would refuse: it gives its own error
+                result = None
+        return _with_fast_behavior(_awkward_itself(function, args, kwargs)) if result is None else result
+
     def __getitem__(self, where):
         if isinstance(where, str):
             return _as_fast(super().__getitem__(where))
-        selected = select_by_jagged_mask(self, where)
+        selected = select_by_jagged(self, where)
         return super().__getitem__(where) if selected is None else selected
 
 
@@ -305,6 +433,26 @@ def _vector_attributes(cls: type) -> dict:
         elif inspect.isfunction(original):
             wrapped[name] = _vector_method(original)
     return wrapped
+
+
+def _with_fast_behavior(result):
+    """An array an ``ak.*`` function made of ours, with the fast paths: a ``FastArray`` where it
+    has no class, or in the fast copy of the behaviour the call gave it (``ak.zip(...,
+    behavior=candidate.behavior)``: the same classes, with the fast paths mixed in)."""
+    if type(result) is ak.Array or not isinstance(result, ak.Array) or isinstance(result, FastPaths):
+        return _as_fast(result)
+    behavior = result.behavior
+    if behavior is None:
+        return result
+    fast = _FAST_BEHAVIORS.get(id(behavior))
+    if fast is None or fast[0] is not behavior or fast[1] != len(behavior):  # a new (or changed) dictionary
+        fast = _FAST_BEHAVIORS[id(behavior)] = (behavior, len(behavior), fast_behavior(behavior))
+    return ak.Array(result.layout, behavior=fast[2], attrs=result.attrs)
+
+
+# fast copies of the behaviour dictionaries ``ak.*`` calls were given (``_with_fast_behavior``): a
+# cache of what is derived from them, holding each original so that its id stays its own
+_FAST_BEHAVIORS: dict[int, tuple[dict, int, dict]] = {}
 
 
 def fast_behavior(behavior: dict) -> dict:
