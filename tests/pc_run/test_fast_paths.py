@@ -281,6 +281,28 @@ def test_awkward_functions_without_a_fast_path_are_awkwards(both, taken):
             assert result == expected
 
 
+@pytest.mark.parametrize("skimmed", [False, True])
+def test_stored_fields_equal_awkward(both, taken, skimmed):
+    """``events[name] = ...`` (``ak.with_field``): new fields, a replaced one, a nested name."""
+    def store(events):
+        events = _skimmed(events) if skimmed else events[:]  # a new array: the fixture's events stay as they are
+        events["JetGood"] = events.Jet[events.Jet.pt > 30]
+        events["nJetGood"] = ak.num(events.JetGood)
+        events["ll"] = ak.zip({"mass": _leading(events.Muon).mass, "charge": _leading(events.Muon).charge})
+        events["JetGood"] = events.JetGood[events.JetGood.eta > 0]  # replaced, in its place
+        events["JetGood", "twice_pt"] = events.JetGood.pt * 2  # a path: awkward's own way
+        return events
+
+    reference = store(both[0])
+    taken.clear()
+    fast = store(both[1])
+    assert taken.count("with_field") == 4, "the fast path was not taken"
+    assert fast.fields == reference.fields
+    for name in ("JetGood", "nJetGood", "ll", "MET", "Muon"):
+        assert_identical(fast[name], reference[name])
+    assert_identical(fast.JetGood.matched_muons.pt, reference.JetGood.matched_muons.pt)
+
+
 def test_indices_awkward_takes_its_own_way(both):
     """Negative and out-of-range positions: awkward's rules, and its error."""
     reference, fast = both
