@@ -249,6 +249,14 @@ FUNCTIONS = {  # name: (events -> result, the fast function that must have been 
     "sorted by argsort": (lambda ev: ev.Jet[ak.argsort(ev.Jet.eta, ascending=False)], "argsort"),
     "leptons sorted by pt": (_leptons, "argsort"),
     "leptons' fields": (lambda ev: _leptons(ev).charge * 1, "concatenate"),
+    "pairs": (lambda ev: ak.cartesian([ev.Jet, ev.Muon], axis=1, nested=True), "cartesian"),
+    "pairs of numbers, selected": (lambda ev: ak.cartesian([ev.Jet.pt[ev.Jet.pt > 30], ev.Electron.eta], axis=1,
+                                                           nested=True), "cartesian"),
+    "metric table": (lambda ev: ev.Jet.metric_table(ev.Muon), "cartesian"),
+    "jets cleaned against leptons": (lambda ev: ev.Jet[ak.all(ev.Jet.metric_table(_leptons(ev)) > 0.4, axis=2)],
+                                     "all_true"),
+    "any near": (lambda ev: ak.any(ev.Jet.metric_table(ev.Muon) < 0.4, axis=-1), "any_true"),
+    "all of numbers": (lambda ev: ak.all(ev.Jet.pt, axis=1), "all_true"),
 }
 
 
@@ -380,7 +388,10 @@ def test_awkward_functions_on_unusual_layouts_equal_awkward(name, taken):
     if name in LIST_LAYOUTS:
         other = ak.values_astype(ak.Array(layout), np.int32)
         calls = {"concatenate": lambda a: ak.concatenate([a, other, a], axis=1),
-                 "argsort": lambda a: ak.argsort(a), "argsort descending": lambda a: ak.argsort(a, ascending=False)}
+                 "argsort": lambda a: ak.argsort(a), "argsort descending": lambda a: ak.argsort(a, ascending=False),
+                 "cartesian": lambda a: ak.cartesian([a, other], axis=1, nested=True),
+                 "cartesian of itself": lambda a: ak.cartesian([a, a], axis=1, nested=True),
+                 "all_true": lambda a: ak.all(a, axis=1), "any_true": lambda a: ak.any(a, axis=-1)}
     else:
         calls = {f"fill_none {value!r}": (lambda a, value=value: ak.fill_none(a, value)) for value in (0, 0.1, False)}
     for label, call in calls.items():

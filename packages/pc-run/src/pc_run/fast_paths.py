@@ -333,9 +333,73 @@ def with_field(array, what, where=None, *, highlevel=True, behavior=None, attrs=
     return ak.contents.RecordArray(contents, fields, length=base.length, parameters=base.parameters)
 
 
+def cartesian(arrays, axis=1, *, nested=None, parameters=None, with_name=None, highlevel=True, behavior=None,
+              attrs=None):
+    """``ak.cartesian([a, b], axis=1, nested=True)`` of two jagged arrays (coffea's
+    ``metric_table``): every pair of an event, by lazy carries of the two contents; None where
+    it does not apply."""
+    if not (isinstance(arrays, (list, tuple)) and len(arrays) == 2 and all(isinstance(x, ak.Array) for x in arrays)
+            and axis == 1 and nested is True and parameters is None and with_name is None and highlevel
+            and behavior is None and attrs is None):
+        return None
+    first, second = (_lists(x.layout) for x in arrays)
+    if first is None or second is None or len(first[2]) != len(second[2]):
+        return None
+    (_, first_positions, first_offsets, first_content), (_, second_positions, second_offsets, second_content) = first, second
+    first_counts, second_counts = np.diff(first_offsets), np.diff(second_offsets)
+    pairs_per_item = np.repeat(second_counts, first_counts)  # each item of the first pairs with its event's second
+    inner_offsets = np.zeros(len(pairs_per_item) + 1, dtype=np.int64)
+    np.cumsum(pairs_per_item, out=inner_offsets[1:])
+    first_picked = np.repeat(np.arange(len(pairs_per_item), dtype=np.int64), pairs_per_item)
+    second_picked = (np.repeat(np.repeat(second_offsets[:-1], first_counts) - inner_offsets[:-1], pairs_per_item)
+                     + np.arange(inner_offsets[-1], dtype=np.int64))
+
+    def carried(content, positions, picked):
+        carry = (picked + positions.start if positions.start else picked) if isinstance(positions, slice) else positions[picked]
+        return content._carry(ak.index.Index64(carry), allow_lazy=True)
+
+    pairs = ak.contents.RecordArray([carried(first_content, first_positions, first_picked),
+                                     carried(second_content, second_positions, second_picked)], None,
+                                    length=int(inner_offsets[-1]))
+    layout = ak.contents.ListOffsetArray(ak.index.Index64(np.asarray(first_offsets, dtype=np.int64)),
+                                         ak.contents.ListOffsetArray(ak.index.Index64(inner_offsets), pairs))
+    return _fast_result(layout, *arrays)
+
+
+def _every_or_some(every: bool, array, axis=None, *, keepdims=False, mask_identity=False, highlevel=True,
+                   behavior=None, attrs=None):
+    """``ak.all`` (``every``) or ``ak.any`` over the innermost lists of plain numbers; None where it
+    does not apply."""
+    if not (isinstance(array, ak.Array) and not keepdims and not mask_identity and highlevel and behavior is None
+            and attrs is None):
+        return None
+    part = _flat_numbers(array.layout)
+    if part is None or part.valid is not None or not part.levels or axis not in (-1, len(part.levels)):
+        return None
+    offsets = np.asarray(part.levels[-1][1].data)
+    against = (part.values == 0) if every else (part.values != 0)  # the items that decide: a false one, a true one
+    found = _running_count(against)
+    result = (found[offsets[1:]] - found[offsets[:-1]]) > 0
+    layout = ak.contents.NumpyArray(~result if every else result)
+    for _, outer in reversed(part.levels[:-1]):
+        layout = ak.contents.ListOffsetArray(outer, layout)  # awkward's reducers keep no parameters
+    return _fast_result(layout, array)
+
+
+def all_true(array, axis=None, **options):
+    """``ak.all`` over the innermost lists of plain numbers; None where it does not apply."""
+    return _every_or_some(True, array, axis, **options)
+
+
+def any_true(array, axis=None, **options):
+    """``ak.any`` over the innermost lists of plain numbers; None where it does not apply."""
+    return _every_or_some(False, array, axis, **options)
+
+
 # awkward's functions that have a fast path here (``FastPaths.__awkward_function__``)
 _FAST_FUNCTIONS = {ak.fill_none: fill_none, ak.concatenate: concatenate, ak.argsort: argsort,
-                   ak.with_field: with_field}
+                   ak.with_field: with_field, ak.cartesian: cartesian,
+                   ak.all: all_true, ak.any: any_true}
 
 
 def _awkward_itself(function, args, kwargs):
