@@ -174,6 +174,23 @@ def test_coordinates_equal_vector(both):
             assert compared, collection
 
 
+def test_vector_formulas_take_the_flat_numbers(both, monkeypatch):
+    """vector computes each formula in one ak.transform over the layouts; on the fast paths'
+    arrays the same formula runs once on the flat numbers (the values are compared above)."""
+    reference, fast = both
+    transforms = []
+    transform = ak.transform
+    monkeypatch.setattr(ak, "transform", lambda *args, **kwargs: transforms.append(1) or transform(*args, **kwargs))
+    expressions = [lambda ev: ev.Jet.px * ev.Jet.energy, lambda ev: ev.Jet.delta_r(ev.Jet),
+                   lambda ev: (_leading(ev.Muon) + _leading(ev.Muon, 2)).mass, lambda ev: ev.Jet.metric_table(ev.Muon)]
+    for expression in expressions:
+        expression(fast)
+    assert transforms == []
+    for expression in expressions:
+        expression(reference)
+    assert transforms, "vector no longer uses ak.transform: this test no longer tests anything"
+
+
 def test_mask_of_other_lengths_is_left_to_awkward(both):
     """awkward takes a jagged mask as the indices of its True values: a mask of another
     collection's lengths selects (or fails) by those; the fast path leaves it to awkward."""

@@ -183,10 +183,11 @@ def _common_parameters(layouts) -> dict | None:
     return functools.reduce(parameters_intersect, [layout.parameters for layout in layouts])
 
 
-def elementwise(ufunc, inputs) -> ak.Array | None:
-    """``ufunc(*inputs)`` computed on the flat numbers, for awkward arrays of plain numbers
-    (flat, or jagged with the same lists; missing values stay missing) and Python scalars;
-    None where this does not apply (or numpy refuses: awkward then gives its own answer or error)."""
+def elementwise(function, inputs) -> ak.Array | None:
+    """``function(*inputs)`` (a numpy ufunc, or a formula of them) computed on the flat numbers,
+    for awkward arrays of plain numbers (flat, or jagged with the same lists; missing values stay
+    missing) and Python scalars; None where this does not apply (or numpy refuses: awkward then
+    gives its own answer or error)."""
     arrays = [x for x in inputs if isinstance(x, ak.Array)]
     if not arrays or not all(isinstance(x, ak.Array) or type(x) in _SCALARS for x in inputs):
         return None
@@ -206,7 +207,7 @@ def elementwise(ufunc, inputs) -> ak.Array | None:
         chosen = np.flatnonzero(np.logical_and.reduce(valids) if len(valids) > 1 else valids[0])
     flat = iter([part.values if chosen is None else part.values[chosen] for part in parts])
     try:
-        values = ufunc(*[next(flat) if isinstance(x, ak.Array) else x for x in inputs])
+        values = function(*[next(flat) if isinstance(x, ak.Array) else x for x in inputs])
     except Exception:
         return None
     if not isinstance(values, np.ndarray) or values.ndim != 1:
@@ -521,6 +522,24 @@ def _vector_method(original):
     return method
 
 
+def _vector_formulas(original):
+    """vector's ``_wrap_dispatched_function``: it runs each formula (``rho * cos(phi)``...) in one
+    ``ak.transform`` over the operands' layouts (~0.7 ms a call); operands of plain numbers in
+    the same lists take the formula on their flat numbers at once (``elementwise``)."""
+    def wrap(self, formula):
+        transformed = original(self, formula)
+        if not getattr(formula, "__awkward_transform_allowed__", True):
+            return transformed  # vector calls it as it is (a coordinate returned unchanged)
+
+        def call(lib, *operands):
+            result = elementwise(functools.partial(formula, lib), operands)
+            return transformed(lib, *operands) if result is None else result
+
+        return call
+
+    return wrap
+
+
 def _vector_attributes(cls: type) -> dict:
     """``cls``'s properties and methods that come from scikit-hep vector (not overridden),
     returning ``FastArray``s."""
@@ -540,6 +559,9 @@ def _vector_attributes(cls: type) -> dict:
             wrapped[name] = _vector_property(name, original, shortcut)
         elif inspect.isfunction(original):
             wrapped[name] = _vector_method(original)
+    dispatcher = from_vector("_wrap_dispatched_function")
+    if inspect.isfunction(dispatcher):
+        wrapped["_wrap_dispatched_function"] = _vector_formulas(dispatcher)
     return wrapped
 
 
