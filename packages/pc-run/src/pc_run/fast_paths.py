@@ -8,15 +8,23 @@ physics. Here the common cases take direct numpy paths with exactly awkward's re
 - an operator or numpy ufunc on fields (``FastArray``): computed on the flat numbers of
   arrays with the same lists (also of skimmed events, selected or padded objects, with
   missing values), rebuilt with those lists, awkward's parameters, behaviour and attrs;
-- a selection with a jagged boolean mask of the collection's own lists
-  (``select_by_jagged_mask``): one ``flatnonzero`` and a lazy carry of the records;
-- vector's ``pt``, ``eta``, ``phi``, ``mass``: read from their fields where vector would
-  return them unchanged; vector's other properties and methods return ``FastArray``s.
+- a selection with a jagged boolean mask of the collection's own lists, or with jagged
+  positions (``x[ak.argsort(x.pt)]``) (``select_by_jagged``): a lazy carry of the records;
+- awkward's functions, through its ``__awkward_function__`` protocol: ``ak.fill_none``,
+  ``ak.concatenate(axis=1)``, ``ak.argsort``, ``ak.cartesian`` (of two, nested: coffea's
+  ``metric_table``), ``ak.all``/``ak.any`` of the innermost lists, and ``ak.with_field``
+  (``events["name"] = ...``), each where its arguments are the plain cases above;
+- vector: ``pt``, ``eta``, ``phi``, ``mass`` read from their fields where vector would
+  return them unchanged; its formulas (``px``, ``energy``, ``delta_r``, sums) run once on
+  the flat numbers instead of in an ``ak.transform``; the coordinates it finds among the
+  fields are found once per array; its properties and methods return ``FastArray``s.
 
-Anything else goes to awkward, coffea or vector unchanged, errors included.
-pocket-coffea builds each chunk's NanoEvents with ``with_fast_paths(schema)``, the run's
-schema whose behaviour is a copy of its own with these paths mixed into the array classes:
-nothing global is touched, coffea's behaviour dictionaries and classes stay as they are.
+Anything else goes to awkward, coffea or vector unchanged, errors included; what an ``ak.*``
+function returns keeps the fast paths (a ``FastArray``, or the fast copy of the behaviour it
+was given). pocket-coffea builds each chunk's NanoEvents with ``with_fast_paths(schema)``,
+the run's schema whose behaviour is a copy of its own with these paths mixed into the array
+classes: nothing global is touched, coffea's behaviour dictionaries and classes stay as
+they are.
 """
 from __future__ import annotations
 
@@ -576,13 +584,22 @@ def _with_fast_behavior(result):
         return result
     fast = _FAST_BEHAVIORS.get(id(behavior))
     if fast is None or fast[0] is not behavior or fast[1] != len(behavior):  # a new (or changed) dictionary
+        if len(_FAST_BEHAVIORS) >= 8:
+            del _FAST_BEHAVIORS[next(iter(_FAST_BEHAVIORS))]
         fast = _FAST_BEHAVIORS[id(behavior)] = (behavior, len(behavior), fast_behavior(behavior))
     return ak.Array(result.layout, behavior=fast[2], attrs=result.attrs)
 
 
-# fast copies of the behaviour dictionaries ``ak.*`` calls were given (``_with_fast_behavior``): a
-# cache of what is derived from them, holding each original so that its id stays its own
+# fast copies of the last behaviour dictionaries ``ak.*`` calls were given (``_with_fast_behavior``;
+# mostly a module's constant, as ``candidate.behavior``): a cache of what is derived from them,
+# holding each original so that its id stays its own
 _FAST_BEHAVIORS: dict[int, tuple[dict, int, dict]] = {}
+
+
+@functools.cache
+def _fast_class(cls: type) -> type:
+    """``cls`` (an array class of a behaviour) with the fast paths; one per class."""
+    return type(cls.__name__, (FastPaths, cls), {"__module__": __name__, **_vector_attributes(cls)})
 
 
 def fast_behavior(behavior: dict) -> dict:
@@ -591,7 +608,7 @@ def fast_behavior(behavior: dict) -> dict:
     for key, cls in behavior.items():
         if (isinstance(key, tuple) and len(key) == 2 and key[0] == "*" and isinstance(cls, type)
                 and issubclass(cls, ak.Array) and not issubclass(cls, FastPaths)):
-            fast[key] = type(cls.__name__, (FastPaths, cls), {"__module__": __name__, **_vector_attributes(cls)})
+            fast[key] = _fast_class(cls)
     return fast
 
 
