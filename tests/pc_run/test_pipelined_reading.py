@@ -22,6 +22,9 @@ from pc_core.output import load_output
 from pc_run.chunk_work import INPUT_FILE, process_chunk
 from pc_run.read_ahead import ReadAheadProcess, ReadShare
 from pc_run.runner import NanoAODSchemaQuiet
+from reliability.faults import FileServer
+
+SPLIT = ReadShare.split  # the fixture below replaces it
 
 
 class JetSums(coffea_processor.ProcessorABC):
@@ -65,8 +68,7 @@ def reads(monkeypatch):
     monkeypatch.setattr(chunk_work.TreeLayout, "read", recording_read)
     monkeypatch.setattr(chunk_work.OpenInputFile, "take_prefetched", recording_take)
     # the helper reads every branch ahead (the share is tested on its own below)
-    monkeypatch.setattr(ReadShare, "__init__", lambda self: setattr(self, "fraction", 1.0))
-    monkeypatch.setattr(ReadShare, "update", lambda self, *timing: None)
+    monkeypatch.setattr(ReadShare, "split", lambda self, weights, alone=False: (frozenset(weights), frozenset(), 1.0))
     INPUT_FILE.forget()
     yield seen
     INPUT_FILE.forget()
@@ -133,10 +135,33 @@ def test_read_share_balances_the_helper_and_this_process():
     share.update(helper_seconds=0.2, helper_share=0.5, other_work_seconds=1.0)  # analysis-bound: all ahead
     share.update(helper_seconds=0.2, helper_share=1.0, other_work_seconds=1.0)
     assert share.fraction > 0.9
+    # asked for as the chunk that takes it starts (after the first chunk): half each, whatever was measured
+    assert share.split(weights, alone=True) == ({"Jet_eta", "Muon_pt"}, {"Jet_pt", "nJet", "nMuon"}, 0.5)
+
+
+def test_the_helper_opens_the_next_file_while_the_first_chunk_runs(nanoaod_dir):
+    """``prepare``: the helper opens the file and parses its tree before it is asked for branches
+    (the file is served over HTTP here, so that its reads can be seen)."""
+    path = nanoaod_dir / "nano_tt_v12.root"
+    reader = ReadAheadProcess()
+    with FileServer(path) as server:
+        try:
+            reader.start()
+            reader.prepare(server.url, 60, {}, "Events")
+            deadline = time.monotonic() + 30
+            while not server.served and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.served, "the helper did not open the file it was asked to prepare"
+            # the request that follows is answered as usual (prepare sends no answer)
+            assert reader.submit(server.url, 60, {}, "Events", frozenset({"nJet"}), 0, 10)
+            ahead = reader.take()
+        finally:
+            reader.close()
+    assert ak.to_list(ahead["nJet"]) == ak.to_list(uproot.open(path)["Events"]["nJet"].array(entry_stop=10))
 
 
 def test_a_chunk_split_between_the_helper_and_this_process_is_identical(nanoaod_dir, reads, monkeypatch):
-    monkeypatch.setattr(ReadShare, "__init__", lambda self: setattr(self, "fraction", 0.5))
+    monkeypatch.setattr(ReadShare, "split", lambda self, weights, alone=False: SPLIT(self, weights, alone=True))
     chunks = _chunks(nanoaod_dir / "nano_tt_v12.root", 50)
     plain = _process_all(chunks, pipeline=False)
     reads.clear()

@@ -152,6 +152,7 @@ class FileServer:
 
     def __init__(self, path: str | os.PathLike):
         data = Path(path).read_bytes()
+        served = self.served = []  # the byte ranges asked for, in order
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):  # quiet
@@ -176,6 +177,7 @@ class FileServer:
                     return
                 start = int(match.group(1))
                 stop = min(int(match.group(2) or len(data) - 1), len(data) - 1)
+                served.append((start, stop))
                 body = data[start : stop + 1]
                 self._headers(206, len(body), {"Content-Range": f"bytes {start}-{stop}/{len(data)}"})
                 self.wfile.write(body)

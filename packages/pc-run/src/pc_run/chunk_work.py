@@ -124,9 +124,13 @@ class OpenInputFile:
             reader = self._local.reader = ReadAheadProcess()
         return reader
 
-    def start_read_ahead(self) -> None:
-        """Start the read-ahead helper while the first chunk runs (it learns what to read ahead)."""
-        self._read_ahead().start()
+    def start_read_ahead(self, filename: str, treename: str) -> None:
+        """Start the read-ahead helper while the first chunk runs (it learns what to read ahead),
+        and have it open ``filename`` and parse its tree meanwhile (with the open file's options)."""
+        _, timeout, uproot_options = self._local.open_args
+        reader = self._read_ahead()
+        reader.start()
+        reader.prepare(filename, timeout, uproot_options, treename)
 
     def _read_share(self) -> ReadShare:
         share = getattr(self._local, "share", None)
@@ -135,13 +139,14 @@ class OpenInputFile:
         return share
 
     def prefetch(self, layout: TreeLayout, filename: str, treename: str, branches: frozenset, start: int,
-                 stop: int) -> None:
+                 stop: int, alone: bool = False) -> None:
         """Have the read-ahead helper read its share (``ReadShare``) of ``branches`` of entries
         ``start``-``stop`` of ``treename`` in ``filename`` (what the next chunk will preload), with
-        the options of the open file, while this chunk is analysed. ``layout``: the open file's
-        tree, whose branch sizes stand for the next file's."""
+        the options of the open file, while this chunk is analysed (``alone``: asked for as the
+        chunk that takes it starts, no analysis to overlap). ``layout``: the open file's tree,
+        whose branch sizes stand for the next file's."""
         _, timeout, uproot_options = self._local.open_args
-        helper, own, share = self._read_share().split(layout.weights(branches))
+        helper, own, share = self._read_share().split(layout.weights(branches), alone)
         if self._read_ahead().submit(filename, timeout, uproot_options, treename, helper, start, stop):
             key = _signature(filename, timeout, uproot_options)
             self._local.prefetched = ((key, treename, start, stop, branches), own, share)
@@ -368,7 +373,7 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         if read_ahead_from is not None and stop - start >= read_ahead_from:
             target = _read_ahead_target(layout, item, start, stop, following)
         if target is not None and known is None:
-            INPUT_FILE.start_read_ahead()  # its start-up overlaps the first chunk, which learns the branches
+            INPUT_FILE.start_read_ahead(target[0], item.treename)  # overlapping the first chunk, which learns the branches
         arrays = INPUT_FILE.take_prefetched(layout, item.treename, start, stop, known) if known is not None else None
         events = layout.events(item, with_fast_paths(schema), _metadata(item), uproot_options, preload, accessed, None,
                                arrays)
@@ -386,8 +391,8 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         raise ChunkPhaseError(phase, exc) from exc
     learnt.update(access.branch for access in accessed)
     if target is not None and not prefetching and item.preload is None and learnt:
-        # the first chunk of a process: now the branches are known
-        INPUT_FILE.prefetch(layout, target[0], item.treename, frozenset(learnt), *target[1:])
+        # the first chunk of a process: now the branches are known, and the next chunk starts at once
+        INPUT_FILE.prefetch(layout, target[0], item.treename, frozenset(learnt), *target[1:], alone=True)
     INPUT_FILE.chunk_done(time.perf_counter() - began)
     if out is None:
         raise ChunkPhaseError("process", ValueError(

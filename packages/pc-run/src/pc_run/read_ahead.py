@@ -71,6 +71,19 @@ class ReadAheadProcess:
         """Start the helper now (its imports overlap the first chunk, which learns the branches)."""
         self._helper()
 
+    def prepare(self, filename: str, timeout, uproot_options: dict, tree_path: str) -> None:
+        """Have the helper open ``filename`` and parse its tree now, before it knows what to read
+        (no answer: the next ``submit`` finds it ready)."""
+        self.discard()
+        try:
+            request = pickle.dumps((filename, timeout, uproot_options, tree_path, None, 0, 0, shared_memory_dir()),
+                                   protocol=pickle.HIGHEST_PROTOCOL)
+            helper = self._helper()
+            helper.stdin.write(len(request).to_bytes(8, "little") + request)
+            helper.stdin.flush()
+        except Exception:  # noqa: BLE001 - as submit: the chunks read themselves
+            self.close()
+
     def submit(self, filename: str, timeout, uproot_options: dict, tree_path: str, branches: frozenset,
                start: int, stop: int) -> bool:
         """Ask for ``branches`` of entries ``start``-``stop``; False if the request cannot be sent."""
@@ -182,14 +195,17 @@ class ReadShare:
         # run whose reading outweighs its analysis does not wait a whole read for its second chunk
         self.fraction = 0.75
 
-    def split(self, weights: dict[str, int]) -> tuple[frozenset, frozenset, float]:
-        """(helper's branches, this process's branches, the helper's share of the bytes)."""
+    def split(self, weights: dict[str, int], alone: bool = False) -> tuple[frozenset, frozenset, float]:
+        """(helper's branches, this process's branches, the helper's share of the bytes).
+        ``alone``: a read asked for as the chunk that takes it starts (the first chunk learnt the
+        branches), with no analysis to overlap: half each."""
+        fraction = 0.5 if alone else self.fraction
         total = sum(weights.values())
-        if total <= 0 or self.fraction >= 1.0:
+        if total <= 0 or fraction >= 1.0:
             return frozenset(weights), frozenset(), 1.0
         helper, taken = [], 0
         for name in sorted(weights, key=lambda n: (-weights[n], n)):
-            if taken + weights[name] <= self.fraction * total or not helper:
+            if taken + weights[name] <= fraction * total or not helper:
                 helper.append(name)
                 taken += weights[name]
         return frozenset(helper), frozenset(weights) - frozenset(helper), taken / total
@@ -283,6 +299,9 @@ def _serve(requests, answers) -> None:
                     opened = None
                 if opened is None:
                     opened = (key, uproot.open({filename: None}, timeout=timeout, **{"array_cache": None, **options}))
+                if branches is None:  # prepare: open and parse, no answer
+                    opened[1][tree_path]
+                    continue
                 began = time.perf_counter()
                 wanted = set(branches)
                 arrays = opened[1][tree_path].arrays(filter_branch=lambda branch: branch.name in wanted,
@@ -293,6 +312,8 @@ def _serve(requests, answers) -> None:
                 if opened is not None:
                     opened[1].close()
                 opened = None
+                if branches is None:  # a failed prepare: the request that follows meets it again
+                    continue
                 answer = ("failed", f"{type(exc).__name__}: {exc}")
             payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
             answers.write(len(payload).to_bytes(8, "little") + payload)
