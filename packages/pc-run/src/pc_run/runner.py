@@ -32,7 +32,7 @@ from pc_core.run_options import chunksize_for_sample, warn_unknown_samples
 from pc_core.urls import normalise_url
 
 from .chunk_scheduler import (
-    ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for, read_ahead_from,
+    ChunkCallbacks, ChunkScheduler, ChunkSettings, InlineBackend, InputFileError, backend_for, read_ahead_from,
 )
 from .chunk_work import DECLARED_ENTRIES, INPUT_FILE, import_chunk_modules, order_for_workers
 from .file_check import check_file, release_cached_xrootd_handles
@@ -293,6 +293,9 @@ def run_fileset(
     to date; on any error or interruption it holds every chunk that finished.
     """
     skip_bad = bool(run_options.get("skip-bad-files"))
+    if (isinstance(executor, coffea_processor.IterativeExecutor)
+            and read_ahead_from(run_options.get("pipelined-reading"), InlineBackend) is not None):
+        INPUT_FILE.start_read_ahead()  # its imports overlap the preprocessing and the first chunk
     cache: dict = {}
     chunks = prepare_chunks(fileset, run_options, executor, cache)
     entries = _file_entries(cache, chunks)
