@@ -24,8 +24,6 @@ from pc_run.read_ahead import ReadAheadProcess, ReadShare
 from pc_run.runner import NanoAODSchemaQuiet
 from reliability.faults import FileServer
 
-SPLIT = ReadShare.split  # the fixture below replaces it
-
 
 class JetSums(coffea_processor.ProcessorABC):
     def process(self, events):
@@ -68,7 +66,8 @@ def reads(monkeypatch):
     monkeypatch.setattr(chunk_work.TreeLayout, "read", recording_read)
     monkeypatch.setattr(chunk_work.OpenInputFile, "take_prefetched", recording_take)
     # the helper reads every branch ahead (the share is tested on its own below)
-    monkeypatch.setattr(ReadShare, "split", lambda self, weights, alone=False: (frozenset(weights), frozenset(), 1.0))
+    monkeypatch.setattr(ReadShare, "__init__", lambda self: setattr(self, "fraction", 1.0))
+    monkeypatch.setattr(ReadShare, "update", lambda self, *timing: None)
     INPUT_FILE.forget()
     yield seen
     INPUT_FILE.forget()
@@ -135,39 +134,52 @@ def test_read_share_balances_the_helper_and_this_process():
     share.update(helper_seconds=0.2, helper_share=0.5, other_work_seconds=1.0)  # analysis-bound: all ahead
     share.update(helper_seconds=0.2, helper_share=1.0, other_work_seconds=1.0)
     assert share.fraction > 0.9
-    # asked for as the chunk that takes it starts (after the first chunk): half each, whatever was measured
-    assert share.split(weights, alone=True) == ({"Jet_eta", "Muon_pt"}, {"Jet_pt", "nJet", "nMuon"}, 0.5)
 
 
-def test_the_helper_opens_the_next_file_while_the_first_chunk_runs(nanoaod_dir):
-    """``prepare``: the helper opens the file and parses its tree before it is asked for branches
-    (the file is served over HTTP here, so that its reads can be seen)."""
+def test_the_helper_reads_what_the_first_chunk_touches_before_it_is_asked(nanoaod_dir):
+    """``prepare`` opens the next file and parses its tree at once; ``learn`` reads a branch for
+    the prepared range at once; the request for that range then reads nothing more. The file is
+    served over HTTP here, so that the helper's reads can be seen."""
     path = nanoaod_dir / "nano_tt_v12.root"
     reader = ReadAheadProcess()
+
+    def settled(server, before=0):
+        deadline, seen = time.monotonic() + 30, -1
+        while time.monotonic() < deadline and (len(server.served) <= before or len(server.served) != seen):
+            seen = len(server.served)
+            time.sleep(0.3)
+        return len(server.served)
+
     with FileServer(path) as server:
         try:
             reader.start()
-            reader.prepare(server.url, 60, {}, "Events")
-            deadline = time.monotonic() + 30
-            while not server.served and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert server.served, "the helper did not open the file it was asked to prepare"
-            # the request that follows is answered as usual (prepare sends no answer)
-            assert reader.submit(server.url, 60, {}, "Events", frozenset({"nJet"}), 0, 10)
+            reader.prepare(server.url, 60, {}, "Events", 20, 180)
+            opened = settled(server)
+            assert opened, "the helper did not open the file it was asked to prepare"
+            reader.learn(["Jet_pt", "nJet"])
+            learnt = settled(server, opened)
+            assert learnt > opened, "the helper did not read the branches it learnt"
+            assert reader.submit(server.url, 60, {}, "Events", frozenset({"Jet_pt", "nJet"}), 20, 180)
             ahead = reader.take()
+            assert len(server.served) == learnt  # handed over from what it read when it learnt them
         finally:
             reader.close()
-    assert ak.to_list(ahead["nJet"]) == ak.to_list(uproot.open(path)["Events"]["nJet"].array(entry_stop=10))
+    here = uproot.open(path)["Events"].arrays(["Jet_pt", "nJet"], entry_start=20, entry_stop=180, ak_add_doc=True,
+                                              how=dict)
+    for name, array in here.items():
+        assert ak.array_equal(ahead[name], array) and str(ahead[name].type) == str(array.type), name
 
 
 def test_a_chunk_split_between_the_helper_and_this_process_is_identical(nanoaod_dir, reads, monkeypatch):
-    monkeypatch.setattr(ReadShare, "split", lambda self, weights, alone=False: SPLIT(self, weights, alone=True))
+    monkeypatch.setattr(ReadShare, "__init__", lambda self: setattr(self, "fraction", 0.5))
     chunks = _chunks(nanoaod_dir / "nano_tt_v12.root", 50)
     plain = _process_all(chunks, pipeline=False)
     reads.clear()
     assert _process_all(chunks, pipeline=True) == plain
-    # each later chunk: this process read its share ("here"), the helper the rest ("ahead")
-    assert reads == [kind for r in _ranges(chunks[1:]) for kind in (("here", *r), ("ahead", *r))]
+    # the second chunk: the helper read all while the first chunk learnt the branches; each later
+    # chunk: this process read its share ("here"), the helper the rest ("ahead")
+    assert reads == [("ahead", *_ranges(chunks[1:2])[0])] + [
+        kind for r in _ranges(chunks[2:]) for kind in (("here", *r), ("ahead", *r))]
 
 
 def test_the_helper_returns_what_uproot_reads_here(nanoaod_dir, tmp_path):
@@ -250,28 +262,24 @@ def test_forget_ends_the_helper(nanoaod_dir):
 def test_auto_reads_ahead_only_where_a_core_is_free_for_each_helper(monkeypatch):
     from pc_core.errors import RunOptionsError
     from pc_core.run_options import load_run_options
-    from pc_run.chunk_scheduler import AUTO_READ_AHEAD_ENTRIES, read_ahead_from
+    from pc_run.read_ahead import AUTO_READ_AHEAD_ENTRIES, read_ahead_from
 
     assert load_run_options("iterative")["pipelined-reading"] == "auto"
     assert load_run_options("futures", {"pipelined-reading": True})["pipelined-reading"] is True
     with pytest.raises(RunOptionsError, match="'pipelined-reading' has invalid value 'yes'"):
         load_run_options("iterative", {"pipelined-reading": "yes"})
 
-    class Local:
-        def __init__(self, processes):
-            self.local_processes = processes
-
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a 2-core machine
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert read_ahead_from("auto", Local(1)) == AUTO_READ_AHEAD_ENTRIES  # iterative: the helper takes core 2
-    assert read_ahead_from("auto", Local(2)) is None  # futures -s 2: the workers have both
-    assert read_ahead_from("auto", Local(None)) is None  # dask, parsl: workers elsewhere
-    assert read_ahead_from(True, Local(2)) == 0 and read_ahead_from(False, Local(1)) is None
+    assert read_ahead_from("auto", 1) == AUTO_READ_AHEAD_ENTRIES  # iterative: the helper takes core 2
+    assert read_ahead_from("auto", 2) is None  # futures -s 2: the workers have both
+    assert read_ahead_from("auto", None) is None  # dask, parsl: workers elsewhere
+    assert read_ahead_from(True, 2) == 0 and read_ahead_from(False, 1) is None
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert read_ahead_from("auto", Local(4)) == AUTO_READ_AHEAD_ENTRIES
+    assert read_ahead_from("auto", 4) == AUTO_READ_AHEAD_ENTRIES
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a 1-core HTCondor slot on an 8-core node
-    assert read_ahead_from("auto", Local(1)) is None
+    assert read_ahead_from("auto", 1) is None
 
 
 def test_auto_does_not_start_a_helper_for_small_chunks(nanoaod_dir, reads):
@@ -303,3 +311,28 @@ def test_histograms_identical_with_and_without_pipelining(config, tmp_path, exec
     rtol = 0.0 if executor[1] == "iterative" else 1e-12
     assert_outputs_equal(outputs["1"], outputs["0"], rtol=rtol, skip=("run_options",))
     assert outputs["1"]["variables"], "no histograms compared"
+
+
+def test_the_run_command_starts_the_helper_before_the_analysis_and_ends_it(config, tmp_path, monkeypatch):
+    """``iterative`` with read-ahead: ``run_command`` starts the helper before it imports the
+    analysis' modules (its own imports take ~0.5 s), the run's chunks use that one, and it ends
+    with the run."""
+    from pc_run import read_ahead
+
+    spawned, adopted = [], []
+    popen, adopt = read_ahead.subprocess.Popen, chunk_work.OpenInputFile.adopt_read_ahead
+
+    def counting(*args, **kwargs):
+        spawned.append(popen(*args, **kwargs))
+        return spawned[-1]
+
+    monkeypatch.setattr(read_ahead.subprocess, "Popen", counting)
+    monkeypatch.setattr(chunk_work.OpenInputFile, "adopt_read_ahead",
+                        lambda self, reader: adopted.append(reader._process) or adopt(self, reader))
+    options = tmp_path / "pipeline.yaml"
+    options.write_text("pipelined-reading: true\n")
+    result = invoke_run(["--cfg", config, "-o", tmp_path / "out", "-e", "iterative", "-c", "15", "-ro", options,
+                         "-ll", "WARNING"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert len(spawned) == 1 and adopted == spawned  # one helper for the whole run: the early one
+    assert spawned[0].wait(timeout=10) == 0  # ended with the run

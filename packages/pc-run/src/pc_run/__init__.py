@@ -18,7 +18,7 @@ _EXPORTS = {
     "near_any": "pc_run.object_cleaning",
     "not_near": "pc_run.object_cleaning",
     "delta_phi": "pc_run.object_cleaning",
-    "RunRequest": "pc_run.analysis_run",
+    "RunRequest": "pc_run.run_request",
     "run_analysis": "pc_run.analysis_run",
     "RunFailedError": "pc_run.analysis_run",
     "ChunkFailure": "pc_run.failures",

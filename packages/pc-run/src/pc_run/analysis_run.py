@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,72 +31,24 @@ from pc_core.errors import PocketCoffeaError, RunInterrupted, RunOptionsError
 from pc_core.executors import ManualJobFactory, get_executor_factory, load_factory_class
 from pc_core.fileset import limit_files
 from pc_core.output import save_output
-from pc_core.run_options import RunOptions, chunksize_for_sample, load_run_options, parse_executor
+from pc_core.run_options import RunOptions, chunksize_for_sample, parse_executor
 
 from .output_folder import OutputFolder, OutputFolderError, digest
 from .report import GroupOutcome, build_report, load_report, print_summary, save_report
+from .chunk_work import INPUT_FILE
+from .read_ahead import ReadAheadProcess
+from .run_request import LOG_FILE, RunRequest, resolve_run_options
 from .runner import RunResult, run_fileset
 
 log = logging.getLogger(__name__)
 
 FAILED_JOBS_FILE = "failed_jobs.json"
 RUN_OPTIONS_FILE = "run_options.yaml"
-LOG_FILE = "run.log"
 ALL_GROUP = "all"
-TEST_LIMIT_FILES = 1
-TEST_LIMIT_CHUNKS = 2
 
 
 class RunFailedError(PocketCoffeaError):
     """Some datasets/groups failed (their names are in failed_jobs.json)."""
-
-
-@dataclass
-class RunRequest:
-    """Everything the run command was asked to do (CLI options, already parsed)."""
-
-    cfg: str | os.PathLike | Configurator
-    outputdir: str | os.PathLike
-    executor: str | None = None
-    custom_run_options: str | os.PathLike | Mapping[str, Any] | None = None
-    test: bool = False
-    limit_files: int | None = None
-    limit_chunks: int | None = None
-    scaleout: int | None = None
-    chunksize: int | None = None
-    queue: str | None = None
-    skip_bad_files: bool | None = None
-    process_separately: bool = False
-    filter_years: str | None = None
-    filter_samples: str | None = None
-    filter_datasets: str | None = None
-    resubmit_failed: bool = False
-    overwrite: bool = False
-    executor_custom_setup: str | None = None
-    extra_overrides: dict[str, Any] = field(default_factory=dict)
-    # handed to the executor factory as keyword arguments (e.g. recreate_jobs for condor);
-    # only manual-job executors (factories with submit(cfg)) accept any
-    executor_options: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_run_options(request: RunRequest) -> RunOptions:
-    """Packaged defaults -> executor section -> custom YAML -> CLI flags (and --test limits)."""
-    executor = request.executor or "iterative"
-    overrides: dict[str, Any] = {
-        "scaleout": request.scaleout,
-        "chunksize": request.chunksize,
-        "queue": request.queue,
-        "limit-files": request.limit_files,
-        "limit-chunks": request.limit_chunks,
-        "skip-bad-files": request.skip_bad_files,
-        **request.extra_overrides,
-    }
-    if request.test:
-        if overrides["limit-files"] is None:
-            overrides["limit-files"] = TEST_LIMIT_FILES
-        if overrides["limit-chunks"] is None:
-            overrides["limit-chunks"] = TEST_LIMIT_CHUNKS
-    return load_run_options(executor, custom_options=request.custom_run_options, cli_overrides=overrides)
 
 
 def build_groups(
@@ -247,11 +197,26 @@ def signals_stop_the_run():
             signal.signal(signum, handler)
 
 
-def run_analysis(request: RunRequest, console: Console | None = None) -> dict[str, Any]:
-    """Run the analysis as the ``run`` command does; returns the processing report."""
+def run_analysis(request: RunRequest, console: Console | None = None, *, run_options: RunOptions | None = None,
+                 read_ahead: ReadAheadProcess | None = None) -> dict[str, Any]:
+    """Run the analysis as the ``run`` command does; returns the processing report.
+
+    ``run_options``: ``resolve_run_options(request)``, when the caller already has them.
+    ``read_ahead``: a read-ahead helper the caller started early (``run_command``), used by
+    this process's chunks; it ends with the run."""
+    if read_ahead is None:
+        return _run_analysis(request, console, run_options)
+    INPUT_FILE.adopt_read_ahead(read_ahead)
+    try:
+        return _run_analysis(request, console, run_options)
+    finally:
+        INPUT_FILE.forget()
+
+
+def _run_analysis(request: RunRequest, console: Console | None, run_options: RunOptions | None) -> dict[str, Any]:
     console = console or Console(width=None if Console().is_terminal else 160)
     outputdir = Path(request.outputdir).expanduser().absolute()
-    run_options = resolve_run_options(request)
+    run_options = run_options or resolve_run_options(request)
     executor = run_options.executor
     if isinstance(request.cfg, Configurator):
         cfg, cfg_path = (request.cfg if request.cfg.loaded else request.cfg.load()), None

@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -384,43 +383,6 @@ class ParslBackend:
 
     def stop(self):
         pass
-
-
-# ``pipelined-reading: auto`` reads ahead chunks of at least this many entries: below it, reading
-# takes milliseconds and the helper process would cost more than it saves
-AUTO_READ_AHEAD_ENTRIES = 10_000
-
-
-def read_ahead_from(option, backend) -> int | None:
-    """The run option ``pipelined-reading`` for this run, as the smallest chunk read ahead (None:
-    none). ``true``: every chunk. ``auto``: chunks of ``AUTO_READ_AHEAD_ENTRIES`` or more, when
-    this machine has a core for each process's read-ahead helper besides the processes
-    themselves (iterative on 2 cores: yes; ``futures -s 2`` on 2 cores: no, the helpers would
-    take the workers' cores); never for workers elsewhere (dask, parsl), whose cores this process
-    cannot see."""
-    if option != "auto":
-        return 0 if option else None
-    local = backend.local_processes
-    if local is not None and 2 * local <= available_cores():
-        return AUTO_READ_AHEAD_ENTRIES
-    return None
-
-
-def available_cores() -> int:
-    """The cores this process may use: its CPU affinity (SLURM pins it), bounded by a batch slot's
-    size as the batch system declares it (HTCondor sets OMP_NUM_THREADS to the slot's cores) and
-    by a cgroup v2 CPU quota."""
-    cores = len(os.sched_getaffinity(0))
-    declared = os.environ.get("OMP_NUM_THREADS", "")
-    if declared.isdigit() and int(declared) > 0:
-        cores = min(cores, int(declared))
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(quota) // int(period)))
-    except (OSError, ValueError):
-        pass
-    return cores
 
 
 def backend_for(executor, processor_instance):

@@ -124,15 +124,27 @@ class OpenInputFile:
             reader = self._local.reader = ReadAheadProcess()
         return reader
 
-    def start_read_ahead(self, filename: str | None = None, treename: str | None = None) -> None:
-        """Start the read-ahead helper (its imports take ~0.5 s: the sooner the better), and have
-        it open ``filename`` and parse its tree while the first chunk runs (it learns what to read
-        ahead), with the open file's options."""
+    def start_read_ahead(self, target: tuple | None = None, treename: str | None = None) -> None:
+        """Start the read-ahead helper (its imports take ~0.5 s: the sooner the better). With a
+        ``target`` (file, start, stop: the next chunk), while the first chunk runs the helper opens
+        that file, parses its tree and reads each branch the chunk touches (``learn``), with the
+        open file's options."""
         reader = self._read_ahead()
         reader.start()
-        if filename is not None:
+        if target is not None:
             _, timeout, uproot_options = self._local.open_args
-            reader.prepare(filename, timeout, uproot_options, treename)
+            reader.prepare(target[0], timeout, uproot_options, treename, *target[1:])
+
+    def adopt_read_ahead(self, reader: ReadAheadProcess) -> None:
+        """Use ``reader`` (started early by the caller) as this thread's read-ahead helper."""
+        current = getattr(self._local, "reader", None)
+        if current is not None and current is not reader:
+            current.close()
+        self._local.reader = reader
+
+    def learn(self, branches) -> None:
+        """The first chunk touched ``branches``: the helper reads them for the next chunk now."""
+        self._read_ahead().learn(branches)
 
     def _read_share(self) -> ReadShare:
         share = getattr(self._local, "share", None)
@@ -141,14 +153,17 @@ class OpenInputFile:
         return share
 
     def prefetch(self, layout: TreeLayout, filename: str, treename: str, branches: frozenset, start: int,
-                 stop: int, alone: bool = False) -> None:
+                 stop: int, learnt: bool = False) -> None:
         """Have the read-ahead helper read its share (``ReadShare``) of ``branches`` of entries
         ``start``-``stop`` of ``treename`` in ``filename`` (what the next chunk will preload), with
-        the options of the open file, while this chunk is analysed (``alone``: asked for as the
-        chunk that takes it starts, no analysis to overlap). ``layout``: the open file's tree,
-        whose branch sizes stand for the next file's."""
+        the options of the open file, while this chunk is analysed. ``layout``: the open file's
+        tree, whose branch sizes stand for the next file's. ``learnt``: the helper read them while
+        the first chunk learnt them (``learn``): it hands them all over."""
         _, timeout, uproot_options = self._local.open_args
-        helper, own, share = self._read_share().split(layout.weights(branches), alone)
+        if learnt:
+            helper, own, share = branches, frozenset(), None  # no share to rebalance from this one
+        else:
+            helper, own, share = self._read_share().split(layout.weights(branches))
         if self._read_ahead().submit(filename, timeout, uproot_options, treename, helper, start, stop):
             key = _signature(filename, timeout, uproot_options)
             self._local.prefetched = ((key, treename, start, stop, branches), own, share)
@@ -172,7 +187,8 @@ class OpenInputFile:
         if ahead is None:
             return None
         arrays.update(ahead)
-        self._local.timing = (time.perf_counter() - began - own_read, own_read, reader.last_seconds, share)
+        if share is not None:
+            self._local.timing = (time.perf_counter() - began - own_read, own_read, reader.last_seconds, share)
         return arrays
 
     def chunk_done(self, seconds: float) -> None:
@@ -313,6 +329,19 @@ class ChunkPhaseError(Exception):
         self.original = original
 
 
+class _LearningLog(list):
+    """coffea's access log of a first chunk: each branch it touches (logged just before it is
+    read) goes to the read-ahead helper at once, which reads it for the next chunk meanwhile."""
+
+    def __init__(self, learn) -> None:
+        super().__init__()
+        self._learn = learn
+
+    def append(self, access) -> None:
+        super().append(access)
+        self._learn([access.branch])
+
+
 def _read_ahead_target(layout: TreeLayout, item, start: int, stop: int, following) -> tuple | None:
     """(file, first entry, stop entry) of the chunk this process most likely runs next:
     ``following`` when the caller knows it (iterative runs its queue in order), else the next
@@ -358,7 +387,7 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         known = frozenset(learnt)
         preload = lambda branch: branch.name in known  # noqa: E731 - coffea's preload takes a predicate
     prefetching = False
-    accessed: list = []
+    accessed: list = []  # coffea's access log: the branches the analysis touched
     phase = "build"
     try:
         layout = INPUT_FILE.tree(item.treename, iteritems_options)
@@ -374,8 +403,9 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         target = None
         if read_ahead_from is not None and stop - start >= read_ahead_from:
             target = _read_ahead_target(layout, item, start, stop, following)
-        if target is not None and known is None:
-            INPUT_FILE.start_read_ahead(target[0], item.treename)  # overlapping the first chunk, which learns the branches
+        if target is not None and known is None:  # the first chunk: it learns the branches, the helper reads them ahead
+            INPUT_FILE.start_read_ahead(target, item.treename)
+            accessed = _LearningLog(INPUT_FILE.learn)
         arrays = INPUT_FILE.take_prefetched(layout, item.treename, start, stop, known) if known is not None else None
         events = layout.events(item, with_fast_paths(schema), _metadata(item), uproot_options, preload, accessed, None,
                                arrays)
@@ -393,8 +423,8 @@ def process_chunk(item, processor_instance, schema, timeout=60, uproot_options=N
         raise ChunkPhaseError(phase, exc) from exc
     learnt.update(access.branch for access in accessed)
     if target is not None and not prefetching and item.preload is None and learnt:
-        # the first chunk of a process: now the branches are known, and the next chunk starts at once
-        INPUT_FILE.prefetch(layout, target[0], item.treename, frozenset(learnt), *target[1:], alone=True)
+        # the first chunk of a process: the helper read the branches as it touched them
+        INPUT_FILE.prefetch(layout, target[0], item.treename, frozenset(learnt), *target[1:], learnt=True)
     INPUT_FILE.chunk_done(time.perf_counter() - began)
     if out is None:
         raise ChunkPhaseError("process", ValueError(

@@ -9,8 +9,9 @@ import click
 
 from pc_core.cli_support import loglevel_option, run_cli, setup_logging
 
-from .analysis_run import LOG_FILE, RunRequest, append_traceback, run_analysis
 from .output_folder import OutputFolderError
+from .read_ahead import ReadAheadProcess, read_ahead_from
+from .run_request import LOG_FILE, RunRequest, resolve_run_options
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,18 @@ def run_command(
         },
     )
     try:
-        run_analysis(request)
+        run_options = resolve_run_options(request)
+        read_ahead = None
+        if (run_options.executor == "iterative" and not executor_custom_setup
+                and read_ahead_from(run_options.get("pipelined-reading"), 1) is not None):
+            read_ahead = ReadAheadProcess()
+            read_ahead.start()  # its imports overlap this process's (coffea, the configuration)
+        from .analysis_run import run_analysis  # coffea, awkward: imported once the helper is on its way
+
+        run_analysis(request, run_options=run_options, read_ahead=read_ahead)
     except Exception:
+        from .analysis_run import append_traceback
+
         # the log file keeps the whole traceback, also for errors the console shows in one line
         append_traceback(outdir / LOG_FILE, "run failed")
         raise

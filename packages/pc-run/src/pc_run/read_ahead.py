@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 ALIGNMENT = 64  # every buffer starts on a cache line, as numpy's own allocations do
 
@@ -71,31 +72,35 @@ class ReadAheadProcess:
         """Start the helper now (its imports overlap the first chunk, which learns the branches)."""
         self._helper()
 
-    def prepare(self, filename: str, timeout, uproot_options: dict, tree_path: str) -> None:
-        """Have the helper open ``filename`` and parse its tree now, before it knows what to read
-        (no answer: the next ``submit`` finds it ready)."""
-        self.discard()
+    def _send(self, message: tuple) -> bool:
         try:
-            request = pickle.dumps((filename, timeout, uproot_options, tree_path, None, 0, 0, shared_memory_dir()),
-                                   protocol=pickle.HIGHEST_PROTOCOL)
+            request = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
             helper = self._helper()
             helper.stdin.write(len(request).to_bytes(8, "little") + request)
             helper.stdin.flush()
-        except Exception:  # noqa: BLE001 - as submit: the chunks read themselves
+        except Exception:  # noqa: BLE001 - unpicklable options, a dead helper: the chunks read themselves
             self.close()
+            return False
+        return True
+
+    def prepare(self, filename: str, timeout, uproot_options: dict, tree_path: str, start: int, stop: int) -> None:
+        """Have the helper open ``filename`` and parse its tree now, and read entries
+        ``start``-``stop`` of each branch ``learn`` names from then on, before the request for them
+        (no answer: the ``submit`` of that range finds them read)."""
+        self.discard()
+        self._send(("prepare", filename, timeout, uproot_options, tree_path, start, stop))
+
+    def learn(self, branches) -> None:
+        """Branches to read for the range of ``prepare`` (the first chunk touched them just now)."""
+        if self._process is not None and not self._waiting:
+            self._send(("learn", sorted(branches)))
 
     def submit(self, filename: str, timeout, uproot_options: dict, tree_path: str, branches: frozenset,
                start: int, stop: int) -> bool:
         """Ask for ``branches`` of entries ``start``-``stop``; False if the request cannot be sent."""
         self.discard()
-        try:
-            request = pickle.dumps((filename, timeout, uproot_options, tree_path, sorted(branches), start, stop,
-                                    shared_memory_dir()), protocol=pickle.HIGHEST_PROTOCOL)
-            helper = self._helper()
-            helper.stdin.write(len(request).to_bytes(8, "little") + request)
-            helper.stdin.flush()
-        except Exception:  # noqa: BLE001 - unpicklable options, a dead helper: the chunk reads itself
-            self.close()
+        if not self._send(("read", filename, timeout, uproot_options, tree_path, sorted(branches), start, stop,
+                           shared_memory_dir())):
             return False
         self._waiting = True
         return True
@@ -195,11 +200,9 @@ class ReadShare:
         # run whose reading outweighs its analysis does not wait a whole read for its second chunk
         self.fraction = 0.75
 
-    def split(self, weights: dict[str, int], alone: bool = False) -> tuple[frozenset, frozenset, float]:
-        """(helper's branches, this process's branches, the helper's share of the bytes).
-        ``alone``: a read asked for as the chunk that takes it starts (the first chunk learnt the
-        branches), with no analysis to overlap: half each."""
-        fraction = 0.5 if alone else self.fraction
+    def split(self, weights: dict[str, int]) -> tuple[frozenset, frozenset, float]:
+        """(helper's branches, this process's branches, the helper's share of the bytes)."""
+        fraction = self.fraction
         total = sum(weights.values())
         if total <= 0 or fraction >= 1.0:
             return frozenset(weights), frozenset(), 1.0
@@ -218,6 +221,42 @@ class ReadShare:
         read_all = helper_seconds / helper_share
         balanced = min(1.0, max(0.5, 0.5 + other_work_seconds / (2 * read_all)))
         self.fraction = (self.fraction + balanced) / 2
+
+
+# ``pipelined-reading: auto`` reads ahead chunks of at least this many entries: below it, reading
+# takes milliseconds and the helper process would cost more than it saves
+AUTO_READ_AHEAD_ENTRIES = 10_000
+
+
+def read_ahead_from(option, local_processes: int | None) -> int | None:
+    """The run option ``pipelined-reading`` for this run, as the smallest chunk read ahead (None:
+    none). ``true``: every chunk. ``auto``: chunks of ``AUTO_READ_AHEAD_ENTRIES`` or more, when
+    this machine has a core for each process's read-ahead helper besides the ``local_processes``
+    that run chunks (iterative on 2 cores: yes; ``futures -s 2`` on 2 cores: no, the helpers would
+    take the workers' cores); never for workers elsewhere (dask, parsl), whose cores this process
+    cannot see."""
+    if option != "auto":
+        return 0 if option else None
+    if local_processes is not None and 2 * local_processes <= available_cores():
+        return AUTO_READ_AHEAD_ENTRIES
+    return None
+
+
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity (SLURM pins it), bounded by a batch slot's
+    size as the batch system declares it (HTCondor sets OMP_NUM_THREADS to the slot's cores) and
+    by a cgroup v2 CPU quota."""
+    cores = len(os.sched_getaffinity(0))
+    declared = os.environ.get("OMP_NUM_THREADS", "")
+    if declared.isdigit() and int(declared) > 0:
+        cores = min(cores, int(declared))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 # ---------------------------------------------------------------- the helper process
@@ -278,14 +317,44 @@ def _serve(requests, answers) -> None:
     import uproot
 
     opened: tuple | None = None  # (what identifies the open file, the file)
+    learning: tuple | None = None  # (the file's identity, tree, start, stop) of the last prepare
+    learnt: dict = {}  # the arrays read for it, by branch
     last_path = None  # the file of the last answer: removed if nobody took it
     swept = False
+
+    def tree_of(filename, timeout, options, tree_path):
+        nonlocal opened
+        key = (filename, timeout, repr(sorted(options.items())))
+        if opened is not None and opened[0] != key:
+            opened[1].close()
+            opened = None
+        if opened is None:
+            opened = (key, uproot.open({filename: None}, timeout=timeout, **{"array_cache": None, **options}))
+        return key, opened[1][tree_path]
+
+    def read(tree, branches, start, stop) -> dict:
+        wanted = set(branches)
+        return tree.arrays(filter_branch=lambda branch: branch.name in wanted, entry_start=start, entry_stop=stop,
+                           ak_add_doc=True, how=dict)
+
     try:
         while True:
             try:
-                request = _read_message(requests)
+                kind, *request = _read_message(requests)
             except EOFError:
                 return
+            if kind == "learn":  # no answer; a failure is met again by the read that follows
+                if learning is not None:
+                    with contextlib.suppress(Exception):
+                        learnt.update(read(learning[4], set(request[0]) - set(learnt), *learning[2:4]))
+                continue
+            if kind == "prepare":  # open and parse, no answer
+                filename, timeout, options, tree_path, start, stop = request
+                learnt, learning = {}, None
+                with contextlib.suppress(Exception):
+                    key, tree = tree_of(filename, timeout, options, tree_path)
+                    learning = (key, tree_path, start, stop, tree)
+                continue
             _remove(last_path)  # taken (then already unlinked), or never wanted
             last_path = None
             filename, timeout, options, tree_path, branches, start, stop, directory = request
@@ -293,27 +362,18 @@ def _serve(requests, answers) -> None:
                 _remove_orphans(directory)
                 swept = True
             try:
-                key = (filename, timeout, repr(sorted(options.items())))
-                if opened is not None and opened[0] != key:
-                    opened[1].close()
-                    opened = None
-                if opened is None:
-                    opened = (key, uproot.open({filename: None}, timeout=timeout, **{"array_cache": None, **options}))
-                if branches is None:  # prepare: open and parse, no answer
-                    opened[1][tree_path]
-                    continue
                 began = time.perf_counter()
-                wanted = set(branches)
-                arrays = opened[1][tree_path].arrays(filter_branch=lambda branch: branch.name in wanted,
-                                                     entry_start=start, entry_stop=stop, ak_add_doc=True, how=dict)
+                key, tree = tree_of(filename, timeout, options, tree_path)
+                ready = learnt if learning is not None and learning[:4] == (key, tree_path, start, stop) else {}
+                arrays = {name: ready[name] for name in branches if name in ready}
+                arrays.update(read(tree, set(branches) - set(arrays), start, stop))
+                learnt, learning = {}, None
                 last_path, size, layouts = _write_arrays(arrays, directory)
                 answer = ("ok", last_path, size, layouts, time.perf_counter() - began)
             except Exception as exc:  # noqa: BLE001 - reported; the chunk reads itself and meets it
                 if opened is not None:
                     opened[1].close()
-                opened = None
-                if branches is None:  # a failed prepare: the request that follows meets it again
-                    continue
+                opened, learnt, learning = None, {}, None
                 answer = ("failed", f"{type(exc).__name__}: {exc}")
             payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
             answers.write(len(payload).to_bytes(8, "little") + payload)

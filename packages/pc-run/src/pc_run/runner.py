@@ -32,9 +32,10 @@ from pc_core.run_options import chunksize_for_sample, warn_unknown_samples
 from pc_core.urls import normalise_url
 
 from .chunk_scheduler import (
-    ChunkCallbacks, ChunkScheduler, ChunkSettings, InlineBackend, InputFileError, backend_for, read_ahead_from,
+    ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for,
 )
 from .chunk_work import DECLARED_ENTRIES, INPUT_FILE, import_chunk_modules, order_for_workers
+from .read_ahead import read_ahead_from
 from .file_check import check_file, release_cached_xrootd_handles
 from .file_metadata import file_metadata
 from .processor import finalise_output
@@ -294,7 +295,7 @@ def run_fileset(
     """
     skip_bad = bool(run_options.get("skip-bad-files"))
     if (isinstance(executor, coffea_processor.IterativeExecutor)
-            and read_ahead_from(run_options.get("pipelined-reading"), InlineBackend) is not None):
+            and read_ahead_from(run_options.get("pipelined-reading"), 1) is not None):
         INPUT_FILE.start_read_ahead()  # its imports overlap the preprocessing and the first chunk
     cache: dict = {}
     chunks = prepare_chunks(fileset, run_options, executor, cache)
@@ -360,7 +361,7 @@ def run_fileset(
         backend = backend_for(executor, processor_instance)
         progress, task = _progress_bar(len(chunks), len(chunks) - len(todo), f"Processing ({backend.description})")
         callbacks = ChunkCallbacks(done=done, skipped=skipped, progress=lambda chunk: progress.advance(task))
-        read_ahead = read_ahead_from(run_options.get("pipelined-reading"), backend)
+        read_ahead = read_ahead_from(run_options.get("pipelined-reading"), backend.local_processes)
         settings = ChunkSettings(NanoAODSchemaQuiet, read_ahead_from=read_ahead)
         scheduler = ChunkScheduler(backend, settings, int(run_options.get("retries") or 0), skip_bad, callbacks)
         # Everything alive now (modules, the configuration) lives for the whole run: frozen, it is
