@@ -419,6 +419,17 @@ def test_awkward_functions_on_unusual_layouts_equal_awkward(name, taken):
         assert_identical(result, expected)
 
 
+def test_sorting_extreme_integers_is_left_to_awkward(taken):
+    """Descending order negates the values: the int64 minimum and uint64 go to awkward."""
+    for values in (np.array([3, np.iinfo(np.int64).min, 5, 7]), np.array([3, 2**64 - 1, 5, 1], dtype=np.uint64)):
+        array = ak.unflatten(values, [3, 0, 1])
+        for ascending in (True, False):
+            taken.clear()
+            result = ak.argsort(_fast(array.layout), ascending=ascending)
+            assert_identical(result, ak.argsort(array, ascending=ascending))
+            assert taken == (["argsort"] if ascending else [])
+
+
 def test_base_schema_gives_the_same_results(nanoaod_dir):
     """Every schema gets the fast paths (here coffea's BaseSchema: branches as flat fields)."""
     path = nanoaod_dir / "nano_tt_v12.root"

@@ -228,9 +228,7 @@ def elementwise(function, inputs) -> ak.Array | None:
     for depth in reversed(range(len(head.levels))):
         layout = ak.contents.ListOffsetArray(head.levels[depth][1], layout,
                                              parameters=_common_parameters([part.levels[depth][0] for part in parts]))
-    result = ak.Array(layout, behavior=behavior_of(*inputs), attrs=attrs_of(*inputs))  # as awkward's ufuncs merge them
-    result.__class__ = FastArray
-    return result
+    return _fast_result(layout, *inputs)  # the behaviour and attrs merged as awkward's ufuncs merge them
 
 
 def _numbers_dtype(*dtypes) -> np.dtype | None:
@@ -238,10 +236,10 @@ def _numbers_dtype(*dtypes) -> np.dtype | None:
     return np.result_type(*dtypes) if all(dtype.kind in "biuf" for dtype in dtypes) else None
 
 
-def _nested(layout, part: _FlatNumbers, list_parameters: bool = True):
-    """``layout`` (flat) back in ``part``'s lists."""
+def _nested(layout, part: _FlatNumbers):
+    """``layout`` (flat) back in ``part``'s lists, with their parameters."""
     for node, offsets in reversed(part.levels):
-        layout = ak.contents.ListOffsetArray(offsets, layout, parameters=node.parameters if list_parameters else None)
+        layout = ak.contents.ListOffsetArray(offsets, layout, parameters=node.parameters)
     return layout
 
 
@@ -272,7 +270,7 @@ def concatenate(arrays, axis=0, *, mergebool=True, highlevel=True, behavior=None
     """``ak.concatenate(..., axis=1)`` of lists of plain numbers, event by event; None where it
     does not apply."""
     if not (axis in (1, -1) and mergebool and highlevel and behavior is None and attrs is None
-            and isinstance(arrays, (list, tuple)) and arrays and all(isinstance(x, ak.Array) for x in arrays)):
+            and isinstance(arrays, (list, tuple)) and len(arrays) > 1 and all(isinstance(x, ak.Array) for x in arrays)):
         return None
     parts = [_flat_numbers(x.layout) for x in arrays]
     if any(part is None or part.valid is not None or len(part.levels) != 1 for part in parts):
@@ -303,13 +301,15 @@ def argsort(array, axis=-1, ascending=True, stable=True, *, highlevel=True, beha
     if part is None or part.valid is not None or len(part.levels) != 1 or part.values.dtype.kind not in "biuf":
         return None
     values = part.values
-    if values.dtype.kind == "u" and values.dtype.itemsize == 8:
-        return None  # negating for the descending order needs a signed type
-    keys = [values.astype(np.int64) if values.dtype.kind in "biu" else values]
+    keys = [values]
     if values.dtype.kind == "f":
         missing = np.isnan(values)
         if missing.any():
             keys = [np.where(missing, 0, values), ~missing]  # NaNs first, in their order
+    elif not ascending:  # negated below, in int64
+        if values.dtype.itemsize == 8 and len(values) and (values.dtype.kind == "u" or values.min() == np.iinfo(np.int64).min):
+            return None  # not negated exactly in int64
+        keys = [values.astype(np.int64)]
     if not ascending:
         keys[0] = -keys[0]
     offsets = np.asarray(part.levels[0][1].data)
