@@ -44,7 +44,9 @@ class ReadAheadProcess:
 
     ``submit`` sends a request and returns at once; ``take`` waits for its answer and returns the
     arrays (a dict as ``TTree.arrays(how=dict)`` gives it), or None when the helper failed; the
-    caller then reads itself and meets the error, if there is one, in its own chunk.
+    caller then reads itself and meets the error, if there is one, in its own chunk. Before the
+    branches are known (a process's first chunk learns them), ``prepare`` has the helper open
+    the next chunk's file and ``learn`` read each branch for it as soon as the chunk touches it.
     """
 
     def __init__(self) -> None:
@@ -69,7 +71,7 @@ class ReadAheadProcess:
         return self._process
 
     def start(self) -> None:
-        """Start the helper now (its imports overlap the first chunk, which learns the branches)."""
+        """Start the helper now: its imports (~0.5 s) overlap the caller's work."""
         self._helper()
 
     def _send(self, message: tuple) -> bool:
@@ -202,13 +204,12 @@ class ReadShare:
 
     def split(self, weights: dict[str, int]) -> tuple[frozenset, frozenset, float]:
         """(helper's branches, this process's branches, the helper's share of the bytes)."""
-        fraction = self.fraction
         total = sum(weights.values())
-        if total <= 0 or fraction >= 1.0:
+        if total <= 0 or self.fraction >= 1.0:
             return frozenset(weights), frozenset(), 1.0
         helper, taken = [], 0
         for name in sorted(weights, key=lambda n: (-weights[n], n)):
-            if taken + weights[name] <= fraction * total or not helper:
+            if taken + weights[name] <= self.fraction * total or not helper:
                 helper.append(name)
                 taken += weights[name]
         return frozenset(helper), frozenset(weights) - frozenset(helper), taken / total
@@ -317,7 +318,7 @@ def _serve(requests, answers) -> None:
     import uproot
 
     opened: tuple | None = None  # (what identifies the open file, the file)
-    learning: tuple | None = None  # (the file's identity, tree, start, stop) of the last prepare
+    learning: tuple | None = None  # (the file's identity, tree path, start, stop, tree) of the last prepare
     learnt: dict = {}  # the arrays read for it, by branch
     last_path = None  # the file of the last answer: removed if nobody took it
     swept = False

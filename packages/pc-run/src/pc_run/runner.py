@@ -35,10 +35,10 @@ from .chunk_scheduler import (
     ChunkCallbacks, ChunkScheduler, ChunkSettings, InputFileError, backend_for,
 )
 from .chunk_work import DECLARED_ENTRIES, INPUT_FILE, import_chunk_modules, order_for_workers
-from .read_ahead import read_ahead_from
 from .file_check import check_file, release_cached_xrootd_handles
 from .file_metadata import file_metadata
 from .processor import finalise_output
+from .read_ahead import read_ahead_from
 
 log = logging.getLogger(__name__)
 
@@ -294,9 +294,6 @@ def run_fileset(
     to date; on any error or interruption it holds every chunk that finished.
     """
     skip_bad = bool(run_options.get("skip-bad-files"))
-    if (isinstance(executor, coffea_processor.IterativeExecutor)
-            and read_ahead_from(run_options.get("pipelined-reading"), 1) is not None):
-        INPUT_FILE.start_read_ahead()  # its imports overlap the preprocessing and the first chunk
     cache: dict = {}
     chunks = prepare_chunks(fileset, run_options, executor, cache)
     entries = _file_entries(cache, chunks)
