@@ -80,6 +80,26 @@ def test_selections_equal_awkward(both, name):
         assert_identical(selected.matched_muons.pt, expected.matched_muons.pt)
 
 
+def test_a_skimmed_collection_is_located_once_for_all_its_fields(both, monkeypatch):
+    """The positions of a collection of skimmed events are worked out once (kept on the skim's
+    index) and serve every field; another collection, or another skim, works out its own."""
+    reference, fast = both
+    projections = []
+    project = ak.contents.IndexedArray.project
+    monkeypatch.setattr(ak.contents.IndexedArray, "project",
+                        lambda self, *args: projections.append(1) or project(self, *args))
+    skimmed = _skimmed(fast)
+    results = [skimmed.Jet.pt > 40, abs(skimmed.Jet.eta) < 2, skimmed.Jet[skimmed.Jet.jetId >= 2]]
+    assert len(projections) == 1
+    results.append(skimmed.Muon.pt > 5)
+    assert len(projections) == 2
+    monkeypatch.undo()
+    skimmed = _skimmed(reference)
+    expected = [skimmed.Jet.pt > 40, abs(skimmed.Jet.eta) < 2, skimmed.Jet[skimmed.Jet.jetId >= 2], skimmed.Muon.pt > 5]
+    for result, wanted in zip(results, expected):
+        assert_identical(result, wanted)
+
+
 def test_selection_of_a_stored_collection_after_preselection(both):
     results = []
     for events in both:

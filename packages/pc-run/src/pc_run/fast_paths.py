@@ -47,7 +47,7 @@ def _lists(layout):
     a non-option index, or None for any other layout. The positions are a slice where the
     lists are contiguous (as read), else an index array (after a carry)."""
     if isinstance(layout, ak.contents.IndexedArray) and isinstance(layout.content, _LIST_TYPES):
-        layout = layout.project()  # carries the starts and stops only, not the records
+        return _carried_lists(layout)
     if isinstance(layout, ak.contents.ListOffsetArray):
         offsets = np.asarray(layout.offsets.data, dtype=np.int64)
         first = int(offsets[0])
@@ -60,6 +60,21 @@ def _lists(layout):
         positions = np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], counts)
         return layout, positions, offsets, layout.content
     return None
+
+
+def _carried_lists(layout: ak.contents.IndexedArray):
+    """``_lists`` of a lazy carry of lists (a collection of skimmed events). The positions
+    depend only on the carry's index and the lists' bounds, which every field of a collection
+    shares (``Muon.pt``, ``Muon.eta``...): worked out once per pair, and kept on the index."""
+    lists = layout.content
+    bounds = (lists.offsets,) if isinstance(lists, ak.contents.ListOffsetArray) else (lists.starts, lists.stops)
+    memo = layout.index.__dict__.setdefault("_pc_fast_lists", {})
+    found = memo.get(tuple(map(id, bounds)))
+    if found is None or any(kept is not bound for kept, bound in zip(found[0], bounds)):
+        # carries the starts and stops only, not the records
+        _, positions, offsets, _ = _lists(layout.project())
+        found = memo[tuple(map(id, bounds))] = (bounds, positions, offsets)
+    return lists, found[1], found[2], lists.content
 
 
 def _running_count(flags: np.ndarray) -> np.ndarray:
