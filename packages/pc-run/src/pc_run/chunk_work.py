@@ -124,16 +124,15 @@ class OpenInputFile:
             reader = self._local.reader = ReadAheadProcess()
         return reader
 
-    def start_read_ahead(self, target: tuple | None = None, treename: str | None = None) -> None:
-        """Start the read-ahead helper (its imports take ~0.5 s: the sooner the better). With a
-        ``target`` (file, start, stop: the next chunk), while the first chunk runs the helper opens
-        that file, parses its tree and reads each branch the chunk touches (``learn``), with the
-        open file's options."""
+    def start_read_ahead(self, target: tuple, treename: str) -> None:
+        """Start the read-ahead helper, unless ``run_command`` started it early (``adopt_read_ahead``),
+        and while the first chunk runs have it open ``target``'s file (file, start, stop: the next
+        chunk), parse its tree and read each branch the chunk touches (``learn``), with the open
+        file's options."""
+        _, timeout, uproot_options = self._local.open_args
         reader = self._read_ahead()
         reader.start()
-        if target is not None:
-            _, timeout, uproot_options = self._local.open_args
-            reader.prepare(target[0], timeout, uproot_options, treename, *target[1:])
+        reader.prepare(target[0], timeout, uproot_options, treename, *target[1:])
 
     def adopt_read_ahead(self, reader: ReadAheadProcess) -> None:
         """Use ``reader`` (started early by the caller) as this thread's read-ahead helper."""

@@ -68,13 +68,22 @@ def _carried_lists(layout: ak.contents.IndexedArray):
     shares (``Muon.pt``, ``Muon.eta``...): worked out once per pair, and kept on the index."""
     lists = layout.content
     bounds = (lists.offsets,) if isinstance(lists, ak.contents.ListOffsetArray) else (lists.starts, lists.stops)
-    memo = layout.index.__dict__.setdefault("_pc_fast_lists", {})
-    found = memo.get(tuple(map(id, bounds)))
+    memo, key = layout.index.__dict__.setdefault("_pc_fast_lists", {}), tuple(map(id, bounds))
+    found = memo.get(key)
     if found is None or any(kept is not bound for kept, bound in zip(found[0], bounds)):
         # carries the starts and stops only, not the records
         _, positions, offsets, _ = _lists(layout.project())
-        found = memo[tuple(map(id, bounds))] = (bounds, positions, offsets)
+        found = memo[key] = (bounds, positions, offsets)
     return lists, found[1], found[2], lists.content
+
+
+def _carried(content, positions, picked: np.ndarray):
+    """``content`` lazily carried to the items ``picked`` among ``positions`` (``_lists``'s)."""
+    if isinstance(positions, slice):
+        carry = picked + positions.start if positions.start else picked
+    else:
+        carry = positions[picked]
+    return content._carry(ak.index.Index64(carry), allow_lazy=True)
 
 
 def _running_count(flags: np.ndarray) -> np.ndarray:
@@ -113,13 +122,8 @@ def select_by_jagged(array: ak.Array, where) -> ak.Array | None:
             return None  # negative or out of range: awkward's own rules and errors
         picked = np.repeat(offsets[:-1], chooser_counts) + chosen
         new_offsets = chooser_offsets
-    if isinstance(positions, slice):
-        carry = picked + positions.start if positions.start else picked
-    else:
-        carry = positions[picked]
     # awkward's jagged slicing keeps no parameters of the lists
-    selected = ak.contents.ListOffsetArray(ak.index.Index64(new_offsets),
-                                           content._carry(ak.index.Index64(carry), allow_lazy=True))
+    selected = ak.contents.ListOffsetArray(ak.index.Index64(new_offsets), _carried(content, positions, picked))
     return _as_fast(ak.Array(selected, behavior=array.behavior, attrs=array.attrs))
 
 
@@ -377,13 +381,8 @@ def cartesian(arrays, axis=1, *, nested=None, parameters=None, with_name=None, h
     first_picked = np.repeat(np.arange(len(pairs_per_item), dtype=np.int64), pairs_per_item)
     second_picked = (np.repeat(np.repeat(second_offsets[:-1], first_counts) - inner_offsets[:-1], pairs_per_item)
                      + np.arange(inner_offsets[-1], dtype=np.int64))
-
-    def carried(content, positions, picked):
-        carry = (picked + positions.start if positions.start else picked) if isinstance(positions, slice) else positions[picked]
-        return content._carry(ak.index.Index64(carry), allow_lazy=True)
-
-    pairs = ak.contents.RecordArray([carried(first_content, first_positions, first_picked),
-                                     carried(second_content, second_positions, second_picked)], None,
+    pairs = ak.contents.RecordArray([_carried(first_content, first_positions, first_picked),
+                                     _carried(second_content, second_positions, second_picked)], None,
                                     length=int(inner_offsets[-1]))
     layout = ak.contents.ListOffsetArray(ak.index.Index64(np.asarray(first_offsets, dtype=np.int64)),
                                          ak.contents.ListOffsetArray(ak.index.Index64(inner_offsets), pairs))
@@ -447,8 +446,9 @@ def _as_fast(array):
 
 
 class FastPaths:
-    """Mixed into the array classes of NanoEvents: ``array[jagged mask]`` takes the fast
-    selection, and fields without a behaviour of their own come as ``FastArray``."""
+    """Mixed into the array classes of NanoEvents: ``array[jagged mask or positions]`` takes the
+    fast selection, ``ak.*`` functions their fast paths, and fields without a behaviour of their
+    own come as ``FastArray``."""
 
     def __awkward_function__(self, function, array_likes, args, kwargs):
         """awkward's protocol for ``ak.*`` functions called on these arrays: the fast path where
