@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from pc_core.cli_support import run_cli
+from pc_core.cli_support import imports_without_gc, run_cli
 
 COMMANDS_GROUP = "pocket_coffea.commands"
 DISTRIBUTIONS = ("pocket-coffea", "pc-core", "pc-run", "pc-jobs", "pc-datasets", "pc-plots", "pc-demo")
@@ -54,7 +54,8 @@ class PluginGroup(click.Group):
         if ep is None:
             return None
         try:
-            return ep.load()
+            with imports_without_gc():
+                return ep.load()
         except ImportError as exc:  # a package half-installed must not break the whole CLI
             Console(stderr=True).print(f"[yellow]Warning:[/yellow] command {name!r} ({ep.value}) cannot be loaded: {exc}")
             return None

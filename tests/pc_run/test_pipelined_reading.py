@@ -20,7 +20,7 @@ from analysis_testlib import invoke_run, make_analysis, standard_fileset
 from outputs_compare import assert_outputs_equal
 from pc_core.output import load_output
 from pc_run.chunk_work import INPUT_FILE, process_chunk
-from pc_run.read_ahead import ReadAheadProcess, ReadShare
+from pc_run.read_ahead import ReadAheadProcess, ReadShare, _read_message
 from pc_run.runner import NanoAODSchemaQuiet
 from reliability.faults import FileServer
 
@@ -251,6 +251,20 @@ def test_a_parent_killed_with_an_answer_pending_leaves_no_file(nanoaod_dir, tmp_
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{helper}"), "the helper outlived its parent"
     assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"pocket-coffea-read-ahead-{helper}-")]
+
+
+def test_a_closed_helper_removes_the_answer_nobody_took(nanoaod_dir):
+    """The helper ends at once when its parent closes the pipe (it skips the interpreter's teardown),
+    removing first the hand-over file of an answer that was never taken."""
+    reader = ReadAheadProcess()
+    assert reader.submit(str(nanoaod_dir / "nano_tt_v12.root"), 60, {}, "Events", frozenset({"Jet_pt"}), 0, 100)
+    helper = reader._process
+    answer = _read_message(helper.stdout)  # written, not taken
+    reader._waiting = False
+    assert answer[0] == "ok" and os.path.exists(answer[1])
+    reader.close()
+    assert helper.returncode == 0
+    assert not os.path.exists(answer[1])
 
 
 def test_forget_ends_the_helper(nanoaod_dir):

@@ -2,6 +2,8 @@
 bar of long steps and user-error handling."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import sys
@@ -64,6 +66,21 @@ def _debug_requested(argv: Sequence[str]) -> bool:
             if arg.startswith(flag + "=") and arg.split("=", 1)[1].upper() == "DEBUG":
                 return True
     return False
+
+
+@contextlib.contextmanager
+def imports_without_gc():
+    """Import heavy modules (coffea, awkward, uproot, matplotlib) with garbage collection paused.
+    Imports create ~10^6 objects and next to no garbage, yet the collector walks them ~300 times
+    meanwhile: ~0.1 s of a command's start-up. Nothing is frozen (``gc.freeze``): a frozen module
+    keeps what it holds from being finalized at exit, such as a file's unwritten buffer."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def run_cli(command: click.Command | Callable, argv: Sequence[str] | None = None, prog_name: str | None = None) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pc_core.cli_support import loglevel_option, run_cli, setup_logging
+from pc_core.cli_support import imports_without_gc, loglevel_option, run_cli, setup_logging
 
 from .output_folder import OutputFolderError
 from .read_ahead import ReadAheadProcess, read_ahead_from
@@ -107,7 +107,8 @@ def run_command(
                 and read_ahead_from(run_options.get("pipelined-reading"), 1) is not None):
             read_ahead = ReadAheadProcess()
             read_ahead.start()  # its imports overlap this process's (coffea, the configuration)
-        from .analysis_run import run_analysis  # coffea, awkward: imported once the helper is on its way
+        with imports_without_gc():  # coffea, awkward: imported once the helper is on its way
+            from .analysis_run import run_analysis
 
         run_analysis(request, run_options=run_options, read_ahead=read_ahead)
     except Exception:

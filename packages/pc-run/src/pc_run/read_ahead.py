@@ -15,6 +15,7 @@ or dies (end of file on its input), and removes the file it wrote last if nobody
 from __future__ import annotations
 
 import contextlib
+import gc
 import mmap
 import os
 import pickle
@@ -402,7 +403,15 @@ def _die_with_parent() -> None:
 
 if __name__ == "__main__":
     _die_with_parent()
+    # numpy, awkward, uproot: imported without garbage collection (~0.03 s of walks that find nothing)
+    gc.disable()
+    import uproot  # noqa: F401 - imported here, before the first request
+    gc.freeze()
+    gc.enable()
     # the answers keep the original standard output; anything printed goes to stderr instead
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     _serve(sys.stdin.buffer, answers)
+    # every answer is flushed and the last hand-over file removed: nothing is left to finalize, and
+    # the parent, which waits for this process at the end of its run, is spared the teardown (~0.1 s)
+    os._exit(0)
