@@ -27,7 +27,8 @@ REQUIRED_EXECUTORS = [
     "dask@oscar", "dask@rubin", "condor@lxplus", "condor@rubin",
 ]
 GENERAL_KEYS = {
-    "scaleout", "chunksize", "limit-files", "limit-chunks", "retries", "tree-reduction", "skip-bad-files", "checkpoint-interval", "pipelined-reading",
+    "scaleout", "chunksize", "limit-files", "limit-chunks", "retries", "retry-delay", "tree-reduction", "skip-bad-files",
+    "checkpoint-interval", "pipelined-reading",
     "voms-proxy", "ignore-grid-certificate", "group-samples", "max-events-per-job",
 }
 
@@ -179,6 +180,9 @@ def test_wrong_type_names_file_key_value_and_expected_type(tmp_path):
     ("text", "expected"),
     [
         ("retries: true\n", "expected an integer >= 0"),  # bool is not an int
+        ("retry-delay: -1\n", "'retry-delay' has invalid value -1 (int, smaller than 0); expected a number >= 0 (seconds)"),
+        ("retry-delay: soon\n", "expected a number >= 0 (seconds)"),
+        ("retry-delay: .nan\n", "expected a number >= 0 (seconds)"),
         ("chunksize: 0\n", "expected an integer > 0 or a mapping"),
         ("adaptive: 'yes please'\n", "expected a boolean"),
         ("mem-per-worker: lots\n", "'lots' (str, not a size); expected a size such as '2GB'"),
@@ -195,6 +199,11 @@ def test_wrong_values_are_rejected(tmp_path, text, expected):
     with pytest.raises(RunOptionsError) as info:
         read_options_file(path)
     assert str(path) in str(info.value) and expected in str(info.value)
+
+
+@pytest.mark.parametrize("value", [0, 2, 0.5])
+def test_retry_delays_accepted(value):
+    assert load_run_options("iterative", {"retry-delay": value})["retry-delay"] == value
 
 
 @pytest.mark.parametrize("value", ["2GB", "7.5GB", "500MB", "2 GiB", 4, 2.5, None])

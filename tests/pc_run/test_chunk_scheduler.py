@@ -15,7 +15,9 @@ import pytest
 from coffea.processor.executor import WorkItem
 
 from pc_run import chunk_scheduler
-from pc_run.chunk_scheduler import ChunkCallbacks, ChunkScheduler, ChunkSettings, ProcessorPayload, ProcessPoolBackend, WorkerDied
+from pc_run.chunk_scheduler import (
+    ChunkCallbacks, ChunkScheduler, ChunkSettings, InlineBackend, ProcessorPayload, ProcessPoolBackend, WorkerDied,
+)
 
 
 def entries_and_pid(item, processor, *args, **kwargs):
@@ -68,3 +70,139 @@ def test_chunks_submitted_after_a_death_run_exactly_once(monkeypatch):
     finally:
         backend.stop()
     assert sorted(done) == [(10 * i, 7) for i in range(6)]
+
+
+# --------------------------------------------------------------------------- waits before retries
+
+
+class FakeClock:
+    """The scheduler's clock and sleep: time passes only when the scheduler sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def flaky_reads(monkeypatch, failures: dict[int, int]) -> list[int]:
+    """``process_chunk`` whose chunk starting at entry ``e`` cannot open its file the first
+    ``failures[e]`` times (a refused connection: a dead server); returns the calls, in order."""
+    from pc_run.chunk_work import ChunkPhaseError
+
+    calls: list[int] = []
+
+    def process(item, *args, **kwargs):
+        calls.append(item.entrystart)
+        if failures.get(item.entrystart, 0) > 0:
+            failures[item.entrystart] -= 1
+            raise ChunkPhaseError("open", ConnectionRefusedError(111, f"Connection refused: {item.filename}"))
+        return {"entries": item.entrystop - item.entrystart}
+
+    monkeypatch.setattr(chunk_scheduler, "process_chunk", process)
+    return calls
+
+
+def scheduler_with(clock: FakeClock, retries: int, retry_delay: float, done: list, skipped: list, skip_bad=False):
+    return ChunkScheduler(
+        InlineBackend(object()), ChunkSettings(schema=object), retries=retries, skip_bad_files=skip_bad,
+        callbacks=ChunkCallbacks(done=lambda item, output: done.append(item.entrystart),
+                                 skipped=lambda item, failure: skipped.append((item.entrystart, failure.kind))),
+        retry_delay=retry_delay, clock=clock.clock, sleep=clock.sleep,
+    )
+
+
+def chunks_of(files: str) -> list[WorkItem]:
+    """One chunk per letter, chunk i of file ``<letter>.root`` starting at entry 10 * i."""
+    return [WorkItem("DY", f"{name}.root", "Events", 10 * i, 10 * i + 7, "uuid", {}) for i, name in enumerate(files)]
+
+
+def test_a_read_failure_waits_doubling_delays_while_the_other_files_go_on(monkeypatch):
+    calls = flaky_reads(monkeypatch, {10: 2})
+    clock, done, skipped = FakeClock(), [], []
+    scheduler_with(clock, retries=3, retry_delay=1.0, done=done, skipped=skipped).run(chunks_of("abcd"))
+    assert calls == [0, 10, 20, 30, 10, 10]  # the other files did not wait for it
+    assert clock.sleeps == [1.0, 2.0]  # 1 s before its first retry, 2 s before its second
+    assert done == [0, 20, 30, 10] and skipped == []  # each chunk once
+
+
+def test_the_other_chunks_of_a_file_wait_for_its_retries_then_run(monkeypatch):
+    """A dead server is a failure of the whole file: its other chunks are not tried meanwhile."""
+    calls = flaky_reads(monkeypatch, {0: 2})
+    clock, done, skipped = FakeClock(), [], []
+    scheduler_with(clock, retries=3, retry_delay=1.0, done=done, skipped=skipped).run(chunks_of("aaba"))
+    assert calls == [0, 20, 0, 0, 10, 30]  # file a's chunks 10 and 30 only once chunk 0 read it
+    assert clock.sleeps == [1.0, 2.0] and done == [20, 0, 10, 30] and skipped == []
+
+
+def test_the_other_chunks_of_a_file_given_up_on_are_skipped_unread(monkeypatch):
+    calls = flaky_reads(monkeypatch, {0: 99})
+    clock, done, skipped = FakeClock(), [], []
+    scheduler_with(clock, retries=2, retry_delay=1.0, done=done, skipped=skipped, skip_bad=True).run(chunks_of("aaba"))
+    assert calls == [0, 20, 0, 0]
+    assert done == [20] and skipped == [(0, "dead-server"), (10, "dead-server"), (30, "dead-server")]
+
+
+def test_waits_double_up_to_the_maximum():
+    scheduler = ChunkScheduler(InlineBackend(object()), ChunkSettings(schema=object), retries=20, skip_bad_files=True,
+                               callbacks=ChunkCallbacks(done=print, skipped=print), retry_delay=1.5)
+    assert [scheduler._retry_wait(n) for n in range(1, 9)] == [1.5, 3, 6, 12, 24, 30, 30, 30]
+    assert scheduler._retry_wait(10_000) == chunk_scheduler.MAX_RETRY_DELAY
+
+
+def test_no_delay_retries_at_once_before_the_next_chunk(monkeypatch):
+    calls = flaky_reads(monkeypatch, {10: 1})
+    clock, done, skipped = FakeClock(), [], []
+    scheduler_with(clock, retries=3, retry_delay=0.0, done=done, skipped=skipped).run(chunks_of("abc"))
+    assert calls == [0, 10, 10, 20] and clock.sleeps == [] and done == [0, 10, 20]
+
+
+def test_a_chunk_that_stays_unreadable_is_skipped_once_after_its_waits(monkeypatch):
+    calls = flaky_reads(monkeypatch, {10: 99})
+    clock, done, skipped = FakeClock(), [], []
+    scheduler_with(clock, retries=2, retry_delay=1.0, done=done, skipped=skipped, skip_bad=True).run(chunks_of("abc"))
+    assert calls == [0, 10, 20, 10, 10]
+    assert clock.sleeps == [1.0, 2.0]
+    assert done == [0, 20] and skipped == [(10, "dead-server")]
+
+
+class TwoAtATime(InlineBackend):
+    """Runs chunks in this process, two in flight at a time, as a two-worker pool hands them out."""
+
+    capacity = 2
+    runs_in_order = False
+
+
+def test_chunks_held_by_a_retrying_chunk_are_released_when_another_chunk_gives_the_file_up(monkeypatch):
+    """Chunk 0 retries a dead server (3 retries); chunk 10 of the same file, in flight with it,
+    finds the file missing (1 retry) and gives it up first; chunk 0 and the chunk 30 it held back
+    are then skipped with the file, and the run ends."""
+    from pc_run.chunk_work import ChunkPhaseError
+
+    calls: list[int] = []
+
+    def process(item, *args, **kwargs):
+        calls.append(item.entrystart)
+        if item.entrystart == 0:
+            raise ChunkPhaseError("open", ConnectionRefusedError(111, "Connection refused"))
+        if item.entrystart == 10:
+            raise ChunkPhaseError("open", FileNotFoundError(2, "No such file or directory", item.filename))
+        return {"entries": item.entrystop - item.entrystart}
+
+    monkeypatch.setattr(chunk_scheduler, "process_chunk", process)
+    clock, done, skipped = FakeClock(), [], []
+    scheduler = ChunkScheduler(
+        TwoAtATime(object()), ChunkSettings(schema=object), retries=3, skip_bad_files=True,
+        callbacks=ChunkCallbacks(done=lambda item, output: done.append(item.entrystart),
+                                 skipped=lambda item, failure: skipped.append((item.entrystart, failure.kind))),
+        retry_delay=1.0, clock=clock.clock, sleep=clock.sleep,
+    )
+    scheduler.run(chunks_of("aaba"))
+    assert done == [20]
+    assert sorted(skipped) == [(0, "missing-file"), (10, "missing-file"), (30, "missing-file")]
+    assert calls.count(30) == 0 and calls.count(10) == 2  # chunk 30 never read the given-up file

@@ -16,7 +16,8 @@ to ``dst`` first and breaks the copy; nothing is mocked: uproot reads the broken
 - ``unreadable_copy``: the copy with mode 000. Root (and CAP_DAC_OVERRIDE) reads it anyway:
   ``reads_blocked(path)`` says whether this process is refused;
 - ``FileServer``: a real HTTP server (byte ranges, as uproot reads) on 127.0.0.1 serving one
-  file; ``stop()`` makes it die, e.g. between two lazy reads of NanoEvents.
+  file; ``stop()`` makes it die, e.g. between two lazy reads of NanoEvents, ``restart()``
+  brings it back at the same URL.
 
 Import from a test of this folder as ``from faults import ...`` (pytest puts the folder of
 a test module on ``sys.path``; ``tests/`` itself is there too, so ``reliability.faults``
@@ -182,10 +183,14 @@ class FileServer:
                 self._headers(206, len(body), {"Content-Range": f"bytes {start}-{stop}/{len(data)}"})
                 self.wfile.write(body)
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._handler = Handler
+        self._serve(0)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{Path(path).name}"
+
+    def _serve(self, port: int) -> None:
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{Path(path).name}"
 
     def stop(self) -> None:
         """The server dies: its port refuses connections from now on."""
@@ -193,6 +198,11 @@ class FileServer:
             self._server.shutdown()
             self._server.server_close()
             self._thread.join(timeout=5)
+
+    def restart(self) -> None:
+        """A stopped server comes back, at the same URL (a storage server after its restart)."""
+        if not self._thread.is_alive():
+            self._serve(self._server.server_address[1])
 
     def __enter__(self) -> FileServer:
         return self

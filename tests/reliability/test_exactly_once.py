@@ -7,6 +7,7 @@ uninterrupted one. docs/reliability.md lists the results.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -463,30 +464,65 @@ def test_corrupt_basket_is_a_corrupt_file_and_accounting_stays_exact(config, tmp
     assert output["sum_genweights"].get(TT, 0.0) == pytest.approx(_genweight_sum(broken, processed), rel=1e-12, abs=1e-9)
 
 
-def test_server_dying_mid_run_is_retried_then_skipped_exactly(config, tmp_path, fileset, nanoaod_dir):
+@contextlib.contextmanager
+def _ttbar_served_until_stopped(config, fileset, nanoaod_dir, tmp_path, options: str, *flags: str):
+    """A run whose ttbar file (read last) is served by a real HTTP server, stopped once the run has
+    checkpointed its first chunks (DY and data are being processed): yields (run, server)."""
     from faults import FileServer
 
     server = FileServer(nanoaod_dir / "nano_tt_v12.root")
     remote = json.loads(json.dumps(fileset))
     remote[TT]["files"] = [server.url]
     (config.parent / "fileset.json").write_text(json.dumps(remote))
-    options = tmp_path / "options.yaml"
-    options.write_text("checkpoint-interval: 1\nretries: 2\n")
+    path = tmp_path / "options.yaml"
+    path.write_text(options)
+    process = None
     try:
-        process = _start(["--cfg", config, "-o", tmp_path / "out", "-c", 50, "--skip-bad-files", "-ro", options],
+        process = _start(["--cfg", config, "-o", tmp_path / "out", "-c", 50, "-ro", path, *flags],
                          fault_env(PC_FAULT_SLEEP="0.3", COLUMNS="250"))
         _wait_for(tmp_path / "out" / STATE / "checkpoints" / "all" / "snapshot.coffea", process)
-        server.stop()  # the DY and data files are being processed; the ttbar file comes last
-        _, stderr = process.communicate(timeout=300)
+        server.stop()
+        yield process, server
     finally:
+        if process is not None and process.poll() is None:  # the test failed before the run ended
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
         server.stop()
         (config.parent / "fileset.json").write_text(json.dumps(fileset))
+
+
+def test_server_dying_mid_run_is_retried_then_skipped_exactly(config, tmp_path, fileset, nanoaod_dir):
+    with _ttbar_served_until_stopped(config, fileset, nanoaod_dir, tmp_path, "checkpoint-interval: 1\nretries: 2\n",
+                                     "--skip-bad-files") as (process, _):
+        _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
     output = load_output(tmp_path / "out" / "output_all.coffea")
     skipped = [r for e in output["processing_metadata"]["ledger"]["files"].values() for r in e["skipped"]]
     assert {r["kind"] for r in skipped} == {"dead-server"}
     assert sum(r["stop"] - r["start"] for r in skipped) + output["cutflow"]["initial"].get(TT, 0) == expected_tt_events(nanoaod_dir)
     assert "attempt 2 of 3" in flat(stderr) and "after 3 attempt(s)" in flat(stderr)  # retried (retries: 2)
+    for dataset in (DY, DATA):
+        assert output_counts(output)[dataset] == pytest.approx(uproot_counts({dataset: fileset[dataset]})[dataset])
+
+
+def test_server_back_after_a_restart_is_read_on_retry_exactly(config, tmp_path, fileset, nanoaod_dir):
+    """The server of the last file dies mid-run and comes back as soon as the run logs the first
+    failed read: the retry, a second later (retry-delay), reads it, and nothing is skipped."""
+    log = tmp_path / "out" / "run.log"
+    options = "checkpoint-interval: 1\nretries: 3\nretry-delay: 1\n"
+    with _ttbar_served_until_stopped(config, fileset, nanoaod_dir, tmp_path, options) as (process, server):
+        deadline = time.monotonic() + 120
+        while "failed (dead-server), attempt 1 of 4" not in (log.read_text() if log.exists() else ""):
+            assert process.poll() is None and time.monotonic() < deadline, "no failed read was logged"
+            time.sleep(0.05)
+        server.restart()
+        _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert "tried again in 1 s" in flat(stderr)
+    output = load_output(tmp_path / "out" / "output_all.coffea")
+    ledger = output["processing_metadata"]["ledger"]["files"].values()
+    assert [r for e in ledger for r in e["skipped"]] == [] and output["processing_metadata"]["skipped_files"] == []
+    assert output["cutflow"]["initial"][TT] == expected_tt_events(nanoaod_dir)
     for dataset in (DY, DATA):
         assert output_counts(output)[dataset] == pytest.approx(uproot_counts({dataset: fileset[dataset]})[dataset])
 

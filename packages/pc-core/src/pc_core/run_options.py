@@ -71,6 +71,14 @@ def _int_check(minimum: int | None = None, maximum: int | None = None) -> Check:
     return check
 
 
+def _seconds_check(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not a number"
+    if not value >= 0:  # also NaN
+        return "smaller than 0"
+    return None
+
+
 def _optional(check: Check) -> Check:
     def optional(value: Any) -> str | None:
         return None if value is None else check(value)
@@ -185,6 +193,10 @@ SCHEMA: dict[str, KeySpec] = {
     "limit-files": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "process only the first N files per dataset"),
     "limit-chunks": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "process only the first N chunks"),
     "retries": KeySpec("an integer >= 0", _int_check(0), "retries of a failed chunk"),
+    "retry-delay": KeySpec(
+        "a number >= 0 (seconds)", _seconds_check,
+        "wait before the first retry of an unreadable chunk, doubled for each next one (at most 30 s)"
+    ),
     "tree-reduction": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "fan-in of the dask tree reduction"),
     "skip-bad-files": KeySpec("a boolean", _bool_check, "skip unreadable files instead of failing"),
     "checkpoint-interval": KeySpec(
@@ -270,8 +282,8 @@ REMOVED_KEYS: dict[str, str] = {
 
 # keys the run itself reads, whatever the executor (the rest belongs to engines)
 RUNNER_KEYS = frozenset({
-    "scaleout", "chunksize", "limit-files", "limit-chunks", "retries", "tree-reduction", "skip-bad-files",
-    "checkpoint-interval", "pipelined-reading", "voms-proxy", "ignore-grid-certificate", "group-samples",
+    "scaleout", "chunksize", "limit-files", "limit-chunks", "retries", "retry-delay", "tree-reduction",
+    "skip-bad-files", "checkpoint-interval", "pipelined-reading", "voms-proxy", "ignore-grid-certificate", "group-samples",
 })
 
 

@@ -7,9 +7,11 @@ executor's workers itself, one chunk per task, and decides per chunk:
 - it **succeeded**: its output is added and its entry range goes into the ledger;
 - its **input file could not be read** (``failures.ChunkFailure`` category ``read``): it is
   tried again, up to ``retries`` times (deterministic kinds such as a corrupt file twice at
-  most), then skipped (``skip-bad-files``) or the run fails naming the file; a skipped
-  failure of the whole file (dead server, missing, unresolvable host, permission) skips the
-  file's other chunks without reading it again;
+  most), each time after a wait that doubles from ``retry_delay`` (a restarting server is
+  given time; the other files' chunks go on meanwhile), then skipped (``skip-bad-files``)
+  or the run fails naming the file; a skipped failure of the whole file (dead server,
+  missing, unresolvable host, permission) skips the file's other chunks without reading it
+  again (they wait for the outcome of its retries);
 - **the analysis failed** (an exception of the user's code or configuration): never retried;
   the run stops, naming the dataset, file, entry range, exception and the user's frame;
 - **its worker died** (killed by the OOM killer, ``kill -9``): every chunk that was running
@@ -55,6 +57,9 @@ DETERMINISTIC_READ_RETRIES = 1
 # used up its retries on one, the file's other chunks are skipped without reading it again
 WHOLE_FILE_READ_KINDS = frozenset({"dead-server", "missing-file", "dns", "permission"})
 MAX_SOLO_DEATHS = 2
+# the wait before a read failure's retry doubles from ``retry_delay`` up to this (seconds): with
+# the default 20 retries of 1 s, a chunk gives up on a server that stays dead after ~8 minutes
+MAX_RETRY_DELAY = 30.0
 
 
 # --------------------------------------------------------------------------- the task
@@ -465,6 +470,63 @@ class _Attempt:
     read_failures: int = 0
     deaths: int = 0
     solo: bool = False
+    not_before: float = 0.0  # a read failure's retry waits until then (the scheduler's clock)
+
+
+def _file_of(item) -> tuple[str, str]:
+    return item.dataset, item.filename
+
+
+@dataclass
+class _Retries:
+    """Chunks waiting to retry a read failure, and the chunks held back meanwhile. While a chunk
+    retries a failure of its whole file (a dead server, a missing file), the file's other chunks
+    wait for the outcome instead of each failing and waiting on its own; if the retries give up,
+    they are skipped with it (``ChunkScheduler.unreadable``) without reading the file again."""
+
+    waiting: list[_Attempt] = dataclasses.field(default_factory=list)
+    holders: dict[tuple[str, str], _Attempt] = dataclasses.field(default_factory=dict)  # file -> its retrying chunk
+    held: list[_Attempt] = dataclasses.field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.waiting or self.held)
+
+    def wait(self, attempt: _Attempt, whole_file: bool) -> None:
+        self.waiting.append(attempt)
+        if whole_file:
+            self.holders.setdefault(_file_of(attempt.item), attempt)
+
+    def due(self, now: float) -> list[_Attempt]:
+        """The waiting chunks whose wait is over, in the order they failed."""
+        due = [attempt for attempt in self.waiting if attempt.not_before <= now]
+        self.waiting = [attempt for attempt in self.waiting if attempt.not_before > now]
+        return due
+
+    def next_due(self) -> float:
+        return min(attempt.not_before for attempt in self.waiting)
+
+    def holds(self, attempt: _Attempt) -> bool:
+        """Hold ``attempt`` back if another chunk of its file retries a whole-file failure."""
+        holder = self.holders.get(_file_of(attempt.item))
+        if holder is None or holder is attempt or attempt.read_failures:
+            return False
+        self.held.append(attempt)
+        return True
+
+    def resolved(self, attempt: _Attempt) -> list[_Attempt]:
+        """``attempt`` succeeded or was skipped: the chunks of its file it held back, in order."""
+        key = _file_of(attempt.item)
+        if self.holders.get(key) is not attempt:
+            return []
+        del self.holders[key]
+        released = [a for a in self.held if _file_of(a.item) == key]
+        self.held = [a for a in self.held if _file_of(a.item) != key]
+        return released
+
+    def release_all(self) -> list[_Attempt]:
+        """Every chunk held back (none can be, once no chunk waits and none runs: a safety net)."""
+        released, self.held, self.holders = self.held, [], {}
+        return released
 
 
 @dataclass
@@ -483,13 +545,21 @@ class ChunkScheduler:
     retries: int
     skip_bad_files: bool
     callbacks: ChunkCallbacks
+    # seconds before the first retry of a read failure; doubled for each next one, at most MAX_RETRY_DELAY
+    retry_delay: float = 0.0
     # (dataset, file) -> the whole-file failure that made a chunk of it skipped
     unreadable: dict[tuple[str, str], ChunkFailure] = dataclasses.field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
     def _retry_limit(self, failure: ChunkFailure) -> int:
         if failure.kind in DETERMINISTIC_READ_KINDS:
             return min(self.retries, DETERMINISTIC_READ_RETRIES)
         return self.retries
+
+    def _retry_wait(self, failures: int) -> float:
+        """Seconds before the retry that follows the ``failures``-th read failure of a chunk."""
+        return min(self.retry_delay * 2 ** min(failures - 1, 32), MAX_RETRY_DELAY)
 
     def run(self, items: Iterable[Any]) -> None:
         """Process every item exactly once (or skip it, named), or raise the first fatal error.
@@ -502,8 +572,18 @@ class ChunkScheduler:
         queue = collections.deque(_Attempt(item) for item in items)
         solo_queue: collections.deque[_Attempt] = collections.deque()
         inflight: dict[Any, _Attempt] = {}
+        retries = _Retries()
         try:
-            while queue or solo_queue or inflight:
+            while queue or solo_queue or inflight or retries:
+                if retries:
+                    now = self.clock()
+                    queue.extendleft(reversed(retries.due(now)))  # retried before the chunks not tried yet
+                    if not (queue or solo_queue or inflight):
+                        if not retries.waiting:
+                            queue.extend(retries.release_all())
+                            continue
+                        self.sleep(retries.next_due() - now)
+                        continue
                 if solo_queue:
                     if not inflight:
                         attempt = solo_queue.popleft()
@@ -511,7 +591,9 @@ class ChunkScheduler:
                 else:
                     while queue and len(inflight) < backend.capacity:
                         attempt = queue.popleft()
-                        if not self._skipped_as_unreadable(attempt.item):
+                        if self._skipped_as_unreadable(attempt.item):
+                            queue.extendleft(reversed(retries.resolved(attempt)))
+                        elif not retries.holds(attempt):
                             # a backend that runs the queue in order runs its head next: what to read ahead
                             following = queue[0].item if backend.runs_in_order and queue else None
                             inflight[backend.submit(attempt.item, self.settings, following)] = attempt
@@ -530,8 +612,9 @@ class ChunkScheduler:
                             item, value = dataclasses.replace(item, fileuuid=value.fileuuid), value.output
                         self.callbacks.done(item, value)
                         self.callbacks.progress(attempt.item)
+                        queue.extendleft(reversed(retries.resolved(attempt)))
                         continue
-                    self._failed(attempt, value, queue)
+                    self._failed(attempt, value, retries, queue)
         except BaseException:
             for future in inflight:
                 future.cancel()
@@ -559,20 +642,25 @@ class ChunkScheduler:
             victim.solo = True
         solo_queue.extendleft(reversed(victims))
 
-    def _failed(self, attempt: _Attempt, failure: ChunkFailure, queue) -> None:
-        """A read failure goes again at once (with a freshly opened file) until its retries are
-        used up; then it is skipped or fatal. Any other failure is fatal at once."""
+    def _failed(self, attempt: _Attempt, failure: ChunkFailure, retries: _Retries, queue) -> None:
+        """A read failure goes again (with a freshly opened file) after its wait, until its retries
+        are used up; then it is skipped (the chunks of its file it held back go back to the
+        queue) or fatal. Any other failure is fatal at once."""
         item = attempt.item
         if failure.category != "read":
             raise AnalysisError(item, failure)
         if self._skipped_as_unreadable(item):  # in flight while another chunk of its file gave up on it
+            queue.extendleft(reversed(retries.resolved(attempt)))
             return
         attempt.read_failures += 1
         limit = self._retry_limit(failure)
         if attempt.read_failures <= limit:
-            log.warning("Reading %s (entries %d-%d) failed (%s), attempt %d of %d: %s", item.filename,
-                        item.entrystart, item.entrystop, failure.kind, attempt.read_failures, limit + 1, _detail(failure))
-            queue.appendleft(attempt)
+            wait = self._retry_wait(attempt.read_failures)
+            log.warning("Reading %s (entries %d-%d) failed (%s), attempt %d of %d, tried again in %g s: %s",
+                        item.filename, item.entrystart, item.entrystop, failure.kind, attempt.read_failures, limit + 1,
+                        wait, _detail(failure))
+            attempt.not_before = self.clock() + wait
+            retries.wait(attempt, whole_file=failure.kind in WHOLE_FILE_READ_KINDS)
             return
         if not self.skip_bad_files:
             raise ReadFailure(item, failure, attempt.read_failures)
@@ -583,6 +671,7 @@ class ChunkScheduler:
             self.unreadable[(item.dataset, item.filename)] = failure
         self.callbacks.skipped(item, failure)
         self.callbacks.progress(item)
+        queue.extendleft(reversed(retries.resolved(attempt)))
 
     def _skipped_as_unreadable(self, item) -> bool:
         """Skip ``item`` at once if another chunk of its file was skipped for a whole-file failure."""

@@ -360,7 +360,8 @@ def run_fileset(
         callbacks = ChunkCallbacks(done=done, skipped=skipped, progress=lambda chunk: progress.advance(task))
         read_ahead = read_ahead_from(run_options.get("pipelined-reading"), backend.local_processes)
         settings = ChunkSettings(NanoAODSchemaQuiet, read_ahead_from=read_ahead)
-        scheduler = ChunkScheduler(backend, settings, int(run_options.get("retries") or 0), skip_bad, callbacks)
+        scheduler = ChunkScheduler(backend, settings, int(run_options.get("retries") or 0), skip_bad, callbacks,
+                                   retry_delay=float(run_options.get("retry-delay") or 0))
         # Everything alive now (modules, the configuration) lives for the whole run: frozen, it is
         # not rescanned by each full garbage collection (~80 ms each, ~5% of a run), and forked
         # workers do not copy its pages when the collector would touch them.
