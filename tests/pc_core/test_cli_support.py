@@ -33,3 +33,22 @@ def test_collection_disabled_by_the_caller_stays_disabled(gc_restored):
     with imports_without_gc():
         pass
     assert not gc.isenabled()
+
+
+def test_loglevels_are_accepted_in_any_case_and_shown_as_logging_names_them():
+    import click
+    from click.testing import CliRunner
+
+    from pc_core.cli_support import loglevel_option
+
+    @click.command()
+    @loglevel_option()
+    def command(loglevel):
+        click.echo(f"level={loglevel}")
+
+    runner = CliRunner()
+    assert "[DEBUG|INFO|WARNING|ERROR|CRITICAL]" in runner.invoke(command, ["--help"]).output
+    assert runner.invoke(command, ["-ll", "debug"]).output == "level=DEBUG\n"
+    assert runner.invoke(command, []).output == "level=INFO\n"
+    refused = runner.invoke(command, ["-ll", "verbose"])
+    assert refused.exit_code == 2 and "'verbose' is not one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'" in refused.output

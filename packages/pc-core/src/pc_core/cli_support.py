@@ -20,10 +20,18 @@ DEBUG_ENV = "POCKET_COFFEA_DEBUG"
 LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+class _UpperCaseChoice(click.Choice):
+    """Choices matched whatever their case and shown in upper case, as logging names its levels
+    (click's case-insensitive choices are shown casefolded: ``[debug|info|...]``)."""
+
+    def normalize_choice(self, choice, ctx) -> str:
+        return super().normalize_choice(choice, ctx).upper()
+
+
 def loglevel_option(default: str = "INFO") -> Callable:
     """The ``-ll/--loglevel`` option of every command (the value is passed on as ``loglevel``)."""
     return click.option(
-        "-ll", "--loglevel", type=click.Choice(LOGLEVELS, case_sensitive=False), default=default,
+        "-ll", "--loglevel", type=_UpperCaseChoice(LOGLEVELS), default=default,
         show_default=True, help="Console logging level (DEBUG also shows the traceback of an error).",
     )
 
