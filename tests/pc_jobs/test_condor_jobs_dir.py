@@ -35,7 +35,7 @@ def _files(fileset: dict) -> list[tuple[str, str]]:
 
 
 def test_scaleout_dry_run_writes_the_jobs_folder(analysis, tmp_path, nanoaod_dir):
-    options = write_options(tmp_path / "ro.yaml", "dry-run: true\nlocal-virtualenv: true\ntree-reduction: 7\n")
+    options = write_options(tmp_path / "ro.yaml", "dry-run: true\nlocal-virtualenv: true\ntree-reduction: 7\nretries: 4\nretry-delay: 2.5\n")
     outdir = tmp_path / "out"
     result = invoke_run(["--cfg", analysis, "-o", outdir, "-e", "condor", "-s", "3", "-c", "25", "-ro", options,
                          "--skip-bad-files", "-ll", "WARNING"])
@@ -77,8 +77,9 @@ def test_scaleout_dry_run_writes_the_jobs_folder(analysis, tmp_path, nanoaod_dir
     assert all_sub["arguments"].startswith('"$(Process) $(chunksize) ')
     assert all_sub["transfer_input_files"].startswith(f"{jobs_dir.absolute()}/config_job_$(Process).pkl")
 
-    # only the Coffea-Runner keys go to the inner run
-    assert yaml.safe_load((jobs_dir / "inner_run_options.yaml").read_text()) == {"skip-bad-files": True, "tree-reduction": 7}
+    # only the keys of the in-job run go to the inner run (how it treats unreadable chunks)
+    assert yaml.safe_load((jobs_dir / "inner_run_options.yaml").read_text()) == {
+        "skip-bad-files": True, "tree-reduction": 7, "retries": 4, "retry-delay": 2.5}
     script = (jobs_dir / "job.sh").read_text()
     assert (jobs_dir / "job.sh").stat().st_mode & 0o111
     assert f"PC_BIN={Path(sys.prefix) / 'bin' / 'pocket-coffea'}" in script

@@ -118,7 +118,7 @@ def test_skip_bad_files_patches_an_old_jobs_folder_once(prepared):
         result = invoke_run([*base, "--recreate-jobs", "1", "--skip-bad-files"])
         assert result.exit_code == 0, (result.output, result.exception)
         assert yaml.safe_load((jobs_dir / "inner_run_options.yaml").read_text()) == {
-            "skip-bad-files": True, "tree-reduction": 20}
+            "skip-bad-files": True, "tree-reduction": 20, "retries": 20, "retry-delay": 1}
         assert script.read_text().count("--custom-run-options inner_run_options.yaml") == 1
         assert sub_commands(sub)["transfer_input_files"] == f"{old_inputs}, {jobs_dir}/inner_run_options.yaml"
     assert "\"$PC_BIN\" run --custom-run-options inner_run_options.yaml --cfg" in script.read_text()

@@ -48,8 +48,9 @@ STATES = FLAGS
 _STAGE = {state: rank for rank, state in enumerate(FLAGS)}  # equal flag times: the later stage wins
 _SUB = re.compile(r"^job_(\d+)\.sub$")
 _FLAG = re.compile(r"^job_(\d+)\.(idle|running|done|failed)$")
-INNER_OPTIONS_KEYS = ("skip-bad-files", "tree-reduction")
-"""Run options the inner (in-job) ``pocket-coffea run`` consumes; nothing else is forwarded."""
+INNER_OPTIONS_KEYS = ("skip-bad-files", "tree-reduction", "retries", "retry-delay")
+"""Run options the inner (in-job) ``pocket-coffea run`` consumes (it reads the job's chunks: what to
+do when one cannot be read); nothing else is forwarded."""
 
 
 def write_job_file(path: Path, data: str | bytes, mode: int = 0o644) -> None:
