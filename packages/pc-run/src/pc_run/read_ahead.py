@@ -403,7 +403,9 @@ def _die_with_parent() -> None:
 
 if __name__ == "__main__":
     _die_with_parent()
-    # numpy, awkward, uproot: imported without garbage collection (~0.03 s of walks that find nothing)
+    # numpy, awkward, uproot: imported without garbage collection (~0.03 s of walks that find nothing),
+    # then frozen, so that the collections of the reads that follow do not walk them again (this
+    # process holds nothing that needs finalizing at its exit: see the end)
     gc.disable()
     import uproot  # noqa: F401 - imported here, before the first request
     gc.freeze()
