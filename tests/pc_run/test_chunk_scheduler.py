@@ -153,6 +153,8 @@ def test_waits_double_up_to_the_maximum():
                                callbacks=ChunkCallbacks(done=print, skipped=print), retry_delay=1.5)
     assert [scheduler._retry_wait(n) for n in range(1, 9)] == [1.5, 3, 6, 12, 24, 30, 30, 30]
     assert scheduler._retry_wait(10_000) == chunk_scheduler.MAX_RETRY_DELAY
+    scheduler.retry_delay = 120  # asked for: longer than the doubling's limit, and not doubled
+    assert [scheduler._retry_wait(n) for n in (1, 2, 50)] == [120, 120, 120]
 
 
 def test_no_delay_retries_at_once_before_the_next_chunk(monkeypatch):

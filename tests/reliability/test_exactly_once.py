@@ -505,26 +505,50 @@ def test_server_dying_mid_run_is_retried_then_skipped_exactly(config, tmp_path, 
         assert output_counts(output)[dataset] == pytest.approx(uproot_counts({dataset: fileset[dataset]})[dataset])
 
 
-def test_server_back_after_a_restart_is_read_on_retry_exactly(config, tmp_path, fileset, nanoaod_dir):
-    """The server of the last file dies mid-run and comes back as soon as the run logs the first
-    failed read: the retry, a second later (retry-delay), reads it, and nothing is skipped."""
-    log = tmp_path / "out" / "run.log"
-    options = "checkpoint-interval: 1\nretries: 3\nretry-delay: 1\n"
-    with _ttbar_served_until_stopped(config, fileset, nanoaod_dir, tmp_path, options) as (process, server):
-        deadline = time.monotonic() + 120
-        while "failed (dead-server), attempt 1 of 4" not in (log.read_text() if log.exists() else ""):
-            assert process.poll() is None and time.monotonic() < deadline, "no failed read was logged"
-            time.sleep(0.05)
-        server.restart()
-        _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr
-    assert "tried again in 1 s" in flat(stderr)
-    output = load_output(tmp_path / "out" / "output_all.coffea")
+def _wait_for_log(log: Path, text: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (log.read_text() if log.exists() else ""):
+        assert process.poll() is None and time.monotonic() < deadline, f"{text!r} was never logged"
+        time.sleep(0.05)
+
+
+def _assert_nothing_skipped_and_exact(output, fileset, nanoaod_dir) -> None:
     ledger = output["processing_metadata"]["ledger"]["files"].values()
     assert [r for e in ledger for r in e["skipped"]] == [] and output["processing_metadata"]["skipped_files"] == []
     assert output["cutflow"]["initial"][TT] == expected_tt_events(nanoaod_dir)
     for dataset in (DY, DATA):
         assert output_counts(output)[dataset] == pytest.approx(uproot_counts({dataset: fileset[dataset]})[dataset])
+
+
+def test_server_back_after_a_restart_is_read_on_retry_exactly(config, tmp_path, fileset, nanoaod_dir):
+    """The server of the last file dies mid-run and comes back as soon as the run logs the first
+    failed read: the retry, a second later (retry-delay), reads it, and nothing is skipped."""
+    options = "checkpoint-interval: 1\nretries: 3\nretry-delay: 1\n"
+    with _ttbar_served_until_stopped(config, fileset, nanoaod_dir, tmp_path, options) as (process, server):
+        _wait_for_log(tmp_path / "out" / "run.log", "failed (dead-server), attempt 1 of 4", process)
+        server.restart()
+        _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert "tried again in 1 s" in flat(stderr)
+    _assert_nothing_skipped_and_exact(load_output(tmp_path / "out" / "output_all.coffea"), fileset, nanoaod_dir)
+
+
+def test_sigterm_while_a_retry_waits_stops_at_once_and_the_rerun_is_exact(config, tmp_path, fileset, nanoaod_dir):
+    """A retry waits two minutes for a dead server; SIGTERM (a batch slot's wall-time limit) stops
+    the run at once, not after the wait. With the server back, the same command resumes: every
+    event exactly once, nothing skipped."""
+    options = "checkpoint-interval: 1\nretries: 5\nretry-delay: 120\n"
+    with _ttbar_served_until_stopped(config, fileset, nanoaod_dir, tmp_path, options) as (process, server):
+        _wait_for_log(tmp_path / "out" / "run.log", "tried again in 120 s", process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)  # half the wait: the stop did not wait it out
+        assert process.returncode == 143 and "stopped by SIGTERM" in flat(stderr), stderr
+        server.restart()
+        resumed = run(["--cfg", config, "-o", tmp_path / "out", "-c", 50, "-ro", tmp_path / "options.yaml"],
+                      env=fault_env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in flat(resumed.stderr)
+    _assert_nothing_skipped_and_exact(load_output(tmp_path / "out" / "output_all.coffea"), fileset, nanoaod_dir)
 
 
 # --------------------------------------------------------------------------- signals

@@ -195,7 +195,7 @@ SCHEMA: dict[str, KeySpec] = {
     "retries": KeySpec("an integer >= 0", _int_check(0), "retries of a failed chunk"),
     "retry-delay": KeySpec(
         "a number >= 0 (seconds)", _seconds_check,
-        "wait before the first retry of an unreadable chunk, doubled for each next one (at most 30 s)"
+        "wait before the first retry of an unreadable chunk, doubled for each next one up to 30 s"
     ),
     "tree-reduction": KeySpec(_OPT_POS_INT, _optional(_int_check(1)), "fan-in of the dask tree reduction"),
     "skip-bad-files": KeySpec("a boolean", _bool_check, "skip unreadable files instead of failing"),

@@ -545,7 +545,7 @@ class ChunkScheduler:
     retries: int
     skip_bad_files: bool
     callbacks: ChunkCallbacks
-    # seconds before the first retry of a read failure; doubled for each next one, at most MAX_RETRY_DELAY
+    # seconds before the first retry of a read failure; doubled for each next one (``_retry_wait``)
     retry_delay: float = 0.0
     # (dataset, file) -> the whole-file failure that made a chunk of it skipped
     unreadable: dict[tuple[str, str], ChunkFailure] = dataclasses.field(default_factory=dict)
@@ -558,8 +558,9 @@ class ChunkScheduler:
         return self.retries
 
     def _retry_wait(self, failures: int) -> float:
-        """Seconds before the retry that follows the ``failures``-th read failure of a chunk."""
-        return min(self.retry_delay * 2 ** min(failures - 1, 32), MAX_RETRY_DELAY)
+        """Seconds before the retry that follows the ``failures``-th read failure of a chunk: doubling,
+        up to ``MAX_RETRY_DELAY`` (or ``retry_delay`` itself when it is longer)."""
+        return min(self.retry_delay * 2 ** min(failures - 1, 32), max(self.retry_delay, MAX_RETRY_DELAY))
 
     def run(self, items: Iterable[Any]) -> None:
         """Process every item exactly once (or skip it, named), or raise the first fatal error.
