@@ -510,6 +510,7 @@ def _stored_coordinates(fields: tuple) -> dict:
     return stored
 
 
+@functools.cache  # one wrapper per vector attribute, shared by every class that has it
 def _vector_property(name: str, original: property, shortcut: bool) -> property:
     """``original`` (a property of scikit-hep vector) returning a ``FastArray``; a ``shortcut``
     coordinate is read from its field where vector would return that field unchanged."""
@@ -520,6 +521,7 @@ def _vector_property(name: str, original: property, shortcut: bool) -> property:
     return property(get, doc=original.__doc__)
 
 
+@functools.cache  # one wrapper per vector attribute, shared by every class that has it
 def _coordinates_property(name: str, original: property) -> property:
     """vector's ``azimuthal``, ``longitudinal`` or ``temporal`` (the coordinates it finds among
     the fields, ~0.4 ms each time): found once per array and layout, not for every property
@@ -537,6 +539,7 @@ def _coordinates_property(name: str, original: property) -> property:
     return property(get, doc=original.__doc__)
 
 
+@functools.cache  # one wrapper per vector attribute, shared by every class that has it
 def _vector_method(original):
     @functools.wraps(original)
     def method(self, *args, **kwargs):
@@ -545,6 +548,7 @@ def _vector_method(original):
     return method
 
 
+@functools.cache  # one wrapper per vector attribute, shared by every class that has it
 def _vector_formulas(original):
     """vector's ``_wrap_dispatched_function``: it runs each formula (``rho * cos(phi)``...) in one
     ``ak.transform`` over the operands' layouts (~0.7 ms a call); operands of plain numbers in
