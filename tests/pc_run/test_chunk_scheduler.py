@@ -90,9 +90,18 @@ class FakeClock:
         self.now += seconds
 
 
-def flaky_reads(monkeypatch, failures: dict[int, int]) -> list[int]:
+def dead_server(item) -> Exception:
+    return ConnectionRefusedError(111, f"Connection refused: {item.filename}")
+
+
+def missing_file(item) -> Exception:
+    return FileNotFoundError(2, "No such file or directory", item.filename)
+
+
+def flaky_reads(monkeypatch, failures: dict[int, int], error=lambda entry: dead_server) -> list[int]:
     """``process_chunk`` whose chunk starting at entry ``e`` cannot open its file the first
-    ``failures[e]`` times (a refused connection: a dead server); returns the calls, in order."""
+    ``failures[e]`` times, with ``error(e)(item)`` (by default a refused connection: a dead
+    server); returns the calls, in order."""
     from pc_run.chunk_work import ChunkPhaseError
 
     calls: list[int] = []
@@ -101,16 +110,17 @@ def flaky_reads(monkeypatch, failures: dict[int, int]) -> list[int]:
         calls.append(item.entrystart)
         if failures.get(item.entrystart, 0) > 0:
             failures[item.entrystart] -= 1
-            raise ChunkPhaseError("open", ConnectionRefusedError(111, f"Connection refused: {item.filename}"))
+            raise ChunkPhaseError("open", error(item.entrystart)(item))
         return {"entries": item.entrystop - item.entrystart}
 
     monkeypatch.setattr(chunk_scheduler, "process_chunk", process)
     return calls
 
 
-def scheduler_with(clock: FakeClock, retries: int, retry_delay: float, done: list, skipped: list, skip_bad=False):
+def scheduler_with(clock: FakeClock, retries: int, retry_delay: float, done: list, skipped: list, skip_bad=False,
+                   backend=None) -> ChunkScheduler:
     return ChunkScheduler(
-        InlineBackend(object()), ChunkSettings(schema=object), retries=retries, skip_bad_files=skip_bad,
+        backend or InlineBackend(object()), ChunkSettings(schema=object), retries=retries, skip_bad_files=skip_bad,
         callbacks=ChunkCallbacks(done=lambda item, output: done.append(item.entrystart),
                                  skipped=lambda item, failure: skipped.append((item.entrystart, failure.kind))),
         retry_delay=retry_delay, clock=clock.clock, sleep=clock.sleep,
@@ -149,8 +159,7 @@ def test_the_other_chunks_of_a_file_given_up_on_are_skipped_unread(monkeypatch):
 
 
 def test_waits_double_up_to_the_maximum():
-    scheduler = ChunkScheduler(InlineBackend(object()), ChunkSettings(schema=object), retries=20, skip_bad_files=True,
-                               callbacks=ChunkCallbacks(done=print, skipped=print), retry_delay=1.5)
+    scheduler = scheduler_with(FakeClock(), retries=20, retry_delay=1.5, done=[], skipped=[], skip_bad=True)
     assert [scheduler._retry_wait(n) for n in range(1, 9)] == [1.5, 3, 6, 12, 24, 30, 30, 30]
     assert scheduler._retry_wait(10_000) == chunk_scheduler.MAX_RETRY_DELAY
     scheduler.retry_delay = 120  # asked for: longer than the doubling's limit, and not doubled
@@ -184,26 +193,10 @@ def test_chunks_held_by_a_retrying_chunk_are_released_when_another_chunk_gives_t
     """Chunk 0 retries a dead server (3 retries); chunk 10 of the same file, in flight with it,
     finds the file missing (1 retry) and gives it up first; chunk 0 and the chunk 30 it held back
     are then skipped with the file, and the run ends."""
-    from pc_run.chunk_work import ChunkPhaseError
-
-    calls: list[int] = []
-
-    def process(item, *args, **kwargs):
-        calls.append(item.entrystart)
-        if item.entrystart == 0:
-            raise ChunkPhaseError("open", ConnectionRefusedError(111, "Connection refused"))
-        if item.entrystart == 10:
-            raise ChunkPhaseError("open", FileNotFoundError(2, "No such file or directory", item.filename))
-        return {"entries": item.entrystop - item.entrystart}
-
-    monkeypatch.setattr(chunk_scheduler, "process_chunk", process)
+    calls = flaky_reads(monkeypatch, {0: 99, 10: 99}, error=lambda entry: dead_server if entry == 0 else missing_file)
     clock, done, skipped = FakeClock(), [], []
-    scheduler = ChunkScheduler(
-        TwoAtATime(object()), ChunkSettings(schema=object), retries=3, skip_bad_files=True,
-        callbacks=ChunkCallbacks(done=lambda item, output: done.append(item.entrystart),
-                                 skipped=lambda item, failure: skipped.append((item.entrystart, failure.kind))),
-        retry_delay=1.0, clock=clock.clock, sleep=clock.sleep,
-    )
+    scheduler = scheduler_with(clock, retries=3, retry_delay=1.0, done=done, skipped=skipped, skip_bad=True,
+                               backend=TwoAtATime(object()))
     scheduler.run(chunks_of("aaba"))
     assert done == [20]
     assert sorted(skipped) == [(0, "missing-file"), (10, "missing-file"), (30, "missing-file")]
